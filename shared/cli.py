@@ -1,0 +1,143 @@
+"""The `dashcache` command: set up the database, seed demo data, warm and read values."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from redis import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared import clock
+from shared.config import Settings
+from shared.db import init_db, make_engine
+from shared.errors import DashcacheError
+from shared.logging import configure_logging, redact
+from shared.reader import DashboardReader
+from shared.recompute import recompute_every_scope, recompute_scope
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def friendly_errors(command: F) -> F:
+    """Turn dashcache, Redis and database errors into one readable line and an exit code."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DashcacheError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(EXIT_USAGE)
+        except (RedisError, SQLAlchemyError) as error:
+            what = "Redis" if isinstance(error, RedisError) else "the database"
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            click.echo(f"error: cannot reach {what}: {redact(detail)}", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
+
+    return run  # type: ignore[return-value]
+
+
+@click.group()
+@click.pass_context
+@friendly_errors
+def main(ctx: click.Context) -> None:
+    """Keep an email app's dashboard statistics warm in Redis."""
+    settings = Settings.from_env()
+    configure_logging(settings)
+    ctx.obj = settings
+
+
+@main.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("init")
+@click.pass_obj
+@friendly_errors
+def db_init(settings: Settings) -> None:
+    """Create the emails and categories tables (idempotent)."""
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    click.echo(f"tables ready in {redact(settings.database_url)}")
+
+
+@main.command()
+@click.option("--emails", type=int, required=True, help="Emails to add.")
+@click.option("--categories", type=int, default=12, show_default=True)
+@click.option("--accounts", type=int, default=10, show_default=True)
+@click.option("--days", type=int, default=30, show_default=True, help="Spread of created_at.")
+@click.option("--seed", "seed_value", type=int, default=0, show_default=True)
+@click.pass_obj
+@friendly_errors
+def seed(
+    settings: Settings, emails: int, categories: int, accounts: int, days: int, seed_value: int
+) -> None:
+    """Add reproducible demo emails (creates the tables first if missing)."""
+    from shared.seed import SeedPlan, seed_database
+
+    plan = SeedPlan(emails, categories, accounts, days, seed_value)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    with click.progressbar(length=emails, label="seeding emails", file=sys.stderr) as bar:
+        inserted = seed_database(engine, plan, clock.now(), progress=bar.update)
+    click.echo(f"inserted {inserted} emails")
+
+
+@main.command()
+@click.option("--account-id", type=int, default=None, help="One account; default: every scope.")
+@click.pass_obj
+@friendly_errors
+def warm(settings: Settings, account_id: int | None) -> None:
+    """Recompute now, in this process, and write through the fence."""
+    reader = DashboardReader.from_settings(settings)
+    try:
+        if account_id is None:
+            result = recompute_every_scope(reader.engine, reader.store, settings.max_breakdown)
+        else:
+            result = recompute_scope(
+                reader.engine, reader.store, account_id, settings.max_breakdown
+            )
+    finally:
+        reader.close()
+    summary = {
+        "scopes": len(result.stats),
+        "written": result.written,
+        "fenced": result.fenced,
+        "generation": result.generation,
+    }
+    click.echo(json.dumps(summary))
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["aggregates", "breakdown"]))
+@click.option("--limit", type=int, default=10, show_default=True, help="Breakdown size.")
+@click.option("--account-id", type=int, default=None, help="One account; default: all accounts.")
+@click.pass_obj
+@friendly_errors
+def get(settings: Settings, what: str, limit: int, account_id: int | None) -> None:
+    """Print one dashboard value as JSON, the way a web process reads it."""
+    reader = DashboardReader.from_settings(settings)
+    try:
+        if what == "aggregates":
+            value = reader.get_aggregates(account_id=account_id)
+        else:
+            value = reader.get_category_breakdown(limit=limit, account_id=account_id)
+    finally:
+        reader.close()
+    body = {
+        "data": value.data,
+        "computed_at": value.computed_at.isoformat(),
+        "age": round(value.age, 3),
+        "source": value.source,
+        "generation": value.generation,
+    }
+    click.echo(json.dumps(body, indent=2, ensure_ascii=False))

@@ -1,0 +1,146 @@
+"""Settings: read from the environment in one place, validated, then passed around as an object."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from shared.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "sqlite:///dashcache.db"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_LOG_FORMATS = ("auto", "json", "console")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+ENV_NAMES = {
+    "DATABASE_URL": "database_url",
+    "REDIS_URL": "redis_url",
+    "CELERY_BROKER_URL": "broker_url",
+    "DASHCACHE_KEY_PREFIX": "key_prefix",
+    "DASHCACHE_REFRESH_SECONDS": "refresh_seconds",
+    "DASHCACHE_TTL_SECONDS": "ttl_seconds",
+    "DASHCACHE_MAX_BREAKDOWN": "max_breakdown",
+    "DASHCACHE_REDIS_TIMEOUT_SECONDS": "redis_timeout_seconds",
+    "DASHCACHE_TASK_TIME_LIMIT_SECONDS": "task_time_limit_seconds",
+    "DASHCACHE_LOG_FORMAT": "log_format",
+    "DASHCACHE_LOG_LEVEL": "log_level",
+}
+"""Environment variable -> settings attribute."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything dashcache can be configured with. Build with `from_env` or directly in tests."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = DEFAULT_REDIS_URL
+    key_prefix: str = "dashcache"
+    refresh_seconds: int = 60
+    ttl_seconds: int = 7 * 24 * 3600
+    max_breakdown: int = 100
+    redis_timeout_seconds: float = 1.0
+    task_time_limit_seconds: int = 120
+    log_format: str = "auto"
+    log_level: str = "INFO"
+
+    @property
+    def schedule_queue(self) -> str:
+        """Celery queue for scheduled recomputes."""
+        return f"{self.key_prefix}.schedule"
+
+    @property
+    def events_queue(self) -> str:
+        """Celery queue for event-driven recomputes, apart so a flood cannot starve the schedule."""
+        return f"{self.key_prefix}.events"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that `from_env` turns back into these settings (for child processes)."""
+        return {name: str(getattr(self, attr)) for name, attr in ENV_NAMES.items()}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise `ConfigError` naming the first bad variable."""
+        env = os.environ if env is None else env
+        redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis://", "rediss://", "unix://"))
+        settings = cls(
+            database_url=_url(env, "DATABASE_URL", DEFAULT_DATABASE_URL, ("sqlite", "postgresql")),
+            redis_url=redis_url,
+            broker_url=_url(env, "CELERY_BROKER_URL", redis_url, ("redis://", "rediss://", "amqp")),
+            key_prefix=_get(env, "DASHCACHE_KEY_PREFIX", "dashcache", str, _match_prefix),
+            refresh_seconds=_get(env, "DASHCACHE_REFRESH_SECONDS", 60, int, _between(1, 86400)),
+            ttl_seconds=_get(
+                env, "DASHCACHE_TTL_SECONDS", 7 * 86400, int, _between(60, 90 * 86400)
+            ),
+            max_breakdown=_get(env, "DASHCACHE_MAX_BREAKDOWN", 100, int, _between(1, 10000)),
+            redis_timeout_seconds=_get(
+                env, "DASHCACHE_REDIS_TIMEOUT_SECONDS", 1.0, float, _between(0.01, 60)
+            ),
+            task_time_limit_seconds=_get(
+                env, "DASHCACHE_TASK_TIME_LIMIT_SECONDS", 120, int, _between(5, 3000)
+            ),
+            log_format=_get(env, "DASHCACHE_LOG_FORMAT", "auto", str.lower, _one_of(_LOG_FORMATS)),
+            log_level=_get(env, "DASHCACHE_LOG_LEVEL", "INFO", str.upper, _one_of(_LOG_LEVELS)),
+        )
+        if settings.ttl_seconds < 2 * settings.refresh_seconds:
+            raise ConfigError(
+                "DASHCACHE_TTL_SECONDS must be at least twice DASHCACHE_REFRESH_SECONDS "
+                f"(got {settings.ttl_seconds} and {settings.refresh_seconds})"
+            )
+        return settings
+
+
+def _get(
+    env: Mapping[str, str],
+    name: str,
+    default: T,
+    parse: Callable[[str], T],
+    check: Callable[[T], str | None],
+) -> T:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {parse.__name__}") from None
+    problem = check(value)
+    if problem:
+        raise ConfigError(f"{name}={raw!r}: {problem}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    def check(url: str) -> str | None:
+        if url.startswith(schemes):
+            return None
+        return "must start with one of " + ", ".join(schemes)
+
+    return _get(env, name, default, str, check)
+
+
+def _between(low: float, high: float) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}"
+
+    return check
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else "must be one of " + ", ".join(choices)
+
+    return check
+
+
+def _match_prefix(value: str) -> str | None:
+    if _PREFIX_RE.fullmatch(value):
+        return None
+    return "must be 1-64 characters of letters, digits, '_', '.' or '-'"

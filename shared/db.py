@@ -1,0 +1,34 @@
+"""Database engine and sessions, built from settings."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.models import Base
+
+
+def make_engine(database_url: str, **kwargs: object) -> Engine:
+    """An engine for `database_url`; SQLite gets foreign keys and a busy timeout."""
+    if database_url.startswith("sqlite"):
+        engine = create_engine(database_url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(database_url, pool_pre_ping=True, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that do not expire objects on commit (dashcache only reads)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def init_db(engine: Engine) -> None:
+    """Create the tables and indexes that are missing; safe to run any number of times."""
+    Base.metadata.create_all(engine)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()

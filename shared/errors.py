@@ -1,0 +1,29 @@
+"""Every error a dashcache caller can see. Catch `DashcacheError` to catch them all."""
+
+
+class DashcacheError(Exception):
+    """Base class of every dashcache error."""
+
+
+class ConfigError(DashcacheError):
+    """An environment variable holds a value dashcache cannot use; the message names it."""
+
+
+class InvalidArgument(DashcacheError, ValueError):
+    """A reader argument is out of range; the message says what is allowed."""
+
+
+class InvalidEvent(DashcacheError, ValueError):
+    """An event payload is malformed; `field` names the offending field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DashboardUnavailable(DashcacheError):
+    """No value could be served: nothing cached and the database cannot compute one in time."""
+
+
+class CacheUnavailable(DashcacheError):
+    """Redis cannot be reached and the reader is configured not to fall back to the database."""

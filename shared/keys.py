@@ -1,0 +1,89 @@
+"""The Redis key schema: every key dashcache reads or writes is built here.
+
+Schema version 1, with `P` the configured prefix and `S` a scope token
+(`all` for every account, `a<id>` for one account):
+
+| key              | type   | holds                                                       |
+|------------------|--------|-------------------------------------------------------------|
+| `P:v1:agg:S`     | string | JSON envelope of the aggregates of scope S                  |
+| `P:v1:bd:S`      | string | JSON envelope of the category breakdown of scope S          |
+| `P:v1:seq`       | string | generation counter; a computation takes a ticket first      |
+| `P:v1:scopes`    | set    | scope tokens that have been warmed                          |
+
+Bump `SCHEMA` when a value's shape changes: old and new workers then never read each other's keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.errors import InvalidArgument
+
+SCHEMA = "v1"
+ALL_SCOPE = "all"
+
+
+class Kind(StrEnum):
+    """What a value holds."""
+
+    AGGREGATES = "agg"
+    BREAKDOWN = "bd"
+
+
+Scope = int | None
+"""An account id, or None for all accounts."""
+
+
+def check_account_id(account_id: object) -> Scope:
+    """Return a valid scope or raise `InvalidArgument`: None or an integer >= 0."""
+    if account_id is None:
+        return None
+    if isinstance(account_id, bool) or not isinstance(account_id, int):
+        raise InvalidArgument(f"account_id must be None or an integer >= 0, got {account_id!r}")
+    if not 0 <= account_id < 2**63:
+        raise InvalidArgument(
+            f"account_id must be an integer between 0 and 2**63-1, got {account_id}"
+        )
+    return account_id
+
+
+def scope_token(account_id: Scope) -> str:
+    """The token naming a scope in keys: `all` or `a<id>`."""
+    return ALL_SCOPE if account_id is None else f"a{account_id}"
+
+
+def parse_scope_token(token: str) -> Scope:
+    """Inverse of `scope_token`; raise `InvalidArgument` for anything it cannot have produced."""
+    if token == ALL_SCOPE:
+        return None
+    digits = token[1:]
+    if (
+        token[:1] != "a"
+        or not digits.isascii()
+        or not digits.isdigit()
+        or digits != str(int(digits))
+    ):
+        raise InvalidArgument(f"not a scope token: {token!r}")
+    return check_account_id(int(digits))
+
+
+@dataclass(frozen=True, slots=True)
+class KeySchema:
+    """Builds keys under one prefix."""
+
+    prefix: str
+
+    def value(self, kind: Kind, account_id: Scope) -> str:
+        """The key of one cached value."""
+        return f"{self.prefix}:{SCHEMA}:{kind.value}:{scope_token(account_id)}"
+
+    @property
+    def seq(self) -> str:
+        """The generation counter."""
+        return f"{self.prefix}:{SCHEMA}:seq"
+
+    @property
+    def scopes(self) -> str:
+        """The set of warmed scope tokens."""
+        return f"{self.prefix}:{SCHEMA}:scopes"

@@ -1,0 +1,95 @@
+"""Recompute dashboard values from the database and write them through the fence.
+
+Every path that fills the cache (the schedule, events, a reader's fallback) goes through here,
+so they all take a ticket before reading and can never overwrite a newer value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from shared import clock
+from shared.keys import Kind, Scope
+from shared.stats import ScopeStats, compute_every_scope, compute_scope
+from shared.store import Envelope, RedisStore, Write
+
+ALL_KINDS = (Kind.AGGREGATES, Kind.BREAKDOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class RecomputeResult:
+    """What one recompute produced and how much of it the fence let through."""
+
+    generation: int
+    computed_at: datetime
+    stats: dict[Scope, ScopeStats]
+    written: int
+    fenced: int
+
+    def envelope(self, kind: Kind, account_id: Scope) -> Envelope:
+        """The envelope this recompute produced for one key."""
+        return Envelope(to_data(self.stats[account_id], kind), self.computed_at, self.generation)
+
+
+def to_data(stats: ScopeStats, kind: Kind) -> object:
+    """The JSON data stored for one kind: the aggregates dict, or [name, count] pairs."""
+    if kind is Kind.AGGREGATES:
+        return stats.aggregates
+    return [list(pair) for pair in stats.breakdown]
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Session]:
+    """A read-only session whose statements all see one snapshot of the database."""
+    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as conn, Session(bind=conn) as session:
+        yield session
+        session.rollback()
+
+
+def recompute_scope(
+    engine: Engine,
+    store: RedisStore,
+    account_id: Scope,
+    max_breakdown: int,
+    kinds: tuple[Kind, ...] = ALL_KINDS,
+) -> RecomputeResult:
+    """Recompute one scope's values of the given kinds and write them through the fence."""
+    generation = store.take_ticket()
+    now = clock.now()
+    with snapshot(engine) as session:
+        stats = {account_id: compute_scope(session, account_id, now, max_breakdown)}
+    return _write(store, generation, now, stats, kinds)
+
+
+def recompute_every_scope(engine: Engine, store: RedisStore, max_breakdown: int) -> RecomputeResult:
+    """Recompute every scope in one grouped pass; scopes warmed before but now empty get zeros."""
+    generation = store.take_ticket()
+    now = clock.now()
+    known = store.warmed_accounts()
+    with snapshot(engine) as session:
+        stats = compute_every_scope(session, now, max_breakdown, include=known)
+    return _write(store, generation, now, stats, ALL_KINDS)
+
+
+def _write(
+    store: RedisStore,
+    generation: int,
+    now: datetime,
+    stats: dict[Scope, ScopeStats],
+    kinds: tuple[Kind, ...],
+) -> RecomputeResult:
+    writes = [
+        Write(kind, scope, Envelope(to_data(scope_stats, kind), now, generation))
+        for scope, scope_stats in stats.items()
+        for kind in kinds
+    ]
+    flags = store.write(writes)
+    written = sum(flags)
+    return RecomputeResult(generation, now, stats, written, len(flags) - written)

@@ -1,0 +1,160 @@
+"""Dashboard statistics: one pass over `emails` feeds every number of a scope, or of all scopes.
+
+The queries group by category (and by account when warming every scope) and count with FILTER,
+so one scan yields totals, flags, both growth windows and the breakdown. Folding those counts
+into dashboard values is pure and lives in `fold_counts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.orm import Session
+
+from shared.keys import Scope
+from shared.models import Category, Email
+
+WEEK = timedelta(days=7)
+
+
+@dataclass(slots=True)
+class Counts:
+    """Counts of one group of emails (a category within a scope, or a whole scope)."""
+
+    total: int = 0
+    auto_labeled: int = 0
+    unread: int = 0
+    this_week: int = 0
+    previous_week: int = 0
+
+    def add(self, other: Counts) -> None:
+        """Accumulate `other` into self."""
+        self.total += other.total
+        self.auto_labeled += other.auto_labeled
+        self.unread += other.unread
+        self.this_week += other.this_week
+        self.previous_week += other.previous_week
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeStats:
+    """Every dashboard number of one scope.
+
+    `aggregates` is the JSON-ready aggregates dict; `breakdown` holds (category name, count)
+    pairs ordered by count descending then name, every category included, cut to the maximum.
+    """
+
+    aggregates: dict[str, Any]
+    breakdown: list[tuple[str, int]] = field(default_factory=list)
+
+
+def growth_percentage(this_week: int, previous_week: int) -> float:
+    """Week-over-week growth in percent, rounded to one decimal; 100.0 when growing from zero."""
+    if previous_week == 0:
+        return 0.0 if this_week == 0 else 100.0
+    return round((this_week - previous_week) / previous_week * 100, 1)
+
+
+def aggregates_from(counts: Counts, categories_count: int) -> dict[str, Any]:
+    """The aggregates dict, in the shape the email app's repository returns."""
+    return {
+        "total_emails": counts.total,
+        "auto_labeled": counts.auto_labeled,
+        "categories_count": categories_count,
+        "unread_count": counts.unread,
+        "weekly_growth": {
+            "emails": counts.this_week,
+            "previous": counts.previous_week,
+            "percentage": growth_percentage(counts.this_week, counts.previous_week),
+        },
+    }
+
+
+def breakdown_from(
+    by_category: Mapping[int, int], categories: Mapping[int, str], limit: int
+) -> list[tuple[str, int]]:
+    """Every category with its count (zero included), by count desc then name asc, cut to limit."""
+    pairs = [(name, by_category.get(cid, 0)) for cid, name in categories.items()]
+    pairs.sort(key=lambda pair: (-pair[1], pair[0]))
+    return pairs[:limit]
+
+
+def fold_counts(
+    rows: Iterable[tuple[Scope, int | None, Counts]],
+    categories: Mapping[int, str],
+    max_breakdown: int,
+    every_scope: bool,
+    include: Iterable[Scope] = (),
+) -> dict[Scope, ScopeStats]:
+    """Fold (scope, category, counts) rows into stats per scope.
+
+    With `every_scope`, each row also counts toward the all-accounts scope (None), which is then
+    always present. Scopes in `include` are present even without rows (all zeros).
+    """
+    totals: dict[Scope, Counts] = {scope: Counts() for scope in include}
+    by_category: dict[Scope, dict[int, int]] = {}
+    for account_id, category_id, counts in rows:
+        scopes: tuple[Scope, ...] = (account_id, None) if every_scope else (account_id,)
+        for scope in scopes:
+            totals.setdefault(scope, Counts()).add(counts)
+            if category_id is not None:
+                per_scope = by_category.setdefault(scope, {})
+                per_scope[category_id] = per_scope.get(category_id, 0) + counts.total
+    if every_scope:
+        totals.setdefault(None, Counts())
+    return {
+        scope: ScopeStats(
+            aggregates=aggregates_from(scope_counts, len(categories)),
+            breakdown=breakdown_from(by_category.get(scope, {}), categories, max_breakdown),
+        )
+        for scope, scope_counts in totals.items()
+    }
+
+
+def compute_scope(
+    session: Session, account_id: Scope, now: datetime, max_breakdown: int
+) -> ScopeStats:
+    """Every number of one scope (one account, or all accounts when None), as of `now`."""
+    query = _counts_query(now).group_by(Email.category_id)
+    if account_id is not None:
+        query = query.where(Email.account_id == account_id)
+    rows = ((account_id, row[0], Counts(*row[1:])) for row in session.execute(query))
+    categories = load_categories(session)
+    return fold_counts(rows, categories, max_breakdown, False, include=[account_id])[account_id]
+
+
+def compute_every_scope(
+    session: Session, now: datetime, max_breakdown: int, include: Iterable[int] = ()
+) -> dict[Scope, ScopeStats]:
+    """Every number of every account with emails, plus the all-accounts scope: one grouped pass.
+
+    Accounts in `include` (scopes warmed before) are returned even when they have no emails left.
+    """
+    query = _counts_query(now).add_columns(Email.account_id)
+    query = query.group_by(Email.account_id, Email.category_id)
+    rows = ((row[-1], row[0], Counts(*row[1:-1])) for row in session.execute(query))
+    categories = load_categories(session)
+    return fold_counts(rows, categories, max_breakdown, True, include=include)
+
+
+def load_categories(session: Session) -> dict[int, str]:
+    """Category id -> name, for the whole shared taxonomy."""
+    return {cid: name for cid, name in session.execute(select(Category.id, Category.name))}
+
+
+def _counts_query(now: datetime) -> Select[int | None, int, int, int, int, int]:
+    """Counts per category with every counted condition as a FILTER; time bounds fixed once."""
+    week_start, previous_start = now - WEEK, now - 2 * WEEK
+    created = Email.created_at
+    return select(
+        Email.category_id,
+        func.count(),
+        func.count().filter(Email.is_auto_labeled.is_(True)),
+        func.count().filter(Email.is_unread.is_(True)),
+        func.count().filter(and_(created >= week_start, created < now)),
+        func.count().filter(and_(created >= previous_start, created < week_start)),
+    )

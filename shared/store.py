@@ -1,0 +1,146 @@
+"""The Redis store: JSON envelopes, generation tickets and the fenced write.
+
+Every computation takes a ticket (INCR of the generation counter) *before* it reads the
+database. A write is accepted only when the key holds nothing, or a value with a lower
+generation; so a computation that started before another can never overwrite its newer value.
+The check and the SET happen in one Lua script, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from shared.keys import KeySchema, Kind, Scope, parse_scope_token, scope_token
+
+WRITE_CHUNK = 256
+"""Values written per script call."""
+
+# KEYS: seq, scopes, value keys...   ARGV: ttl, then (generation, payload, scope token) per key.
+# Returns 1 per key written, 0 per key fenced. A stored generation above the counter means the
+# counter was lost (Redis restarted with values restored): the write is accepted and the counter
+# raised past it, so ordering holds again from the next ticket on.
+_FENCED_WRITE = """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = ARGV[1]
+local written = {}
+for i = 3, #KEYS do
+  local base = (i - 3) * 3 + 2
+  local generation = tonumber(ARGV[base])
+  local accept = 1
+  local current = redis.call('GET', KEYS[i])
+  if current then
+    local ok, decoded = pcall(cjson.decode, current)
+    local stored = ok and tonumber(decoded['generation']) or 0
+    if stored > seq then
+      redis.call('SET', KEYS[1], stored)
+      seq = stored
+    elseif stored >= generation then
+      accept = 0
+    end
+  end
+  if accept == 1 then
+    redis.call('SET', KEYS[i], ARGV[base + 1], 'EX', ttl)
+    redis.call('SADD', KEYS[2], ARGV[base + 2])
+  end
+  written[#written + 1] = accept
+end
+return written
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A stored value: its data, when it was computed (as of), and its generation."""
+
+    data: Any
+    computed_at: datetime
+    generation: int
+
+    def to_json(self) -> bytes:
+        """Compact UTF-8 JSON; `generation` first, so it is cheap to spot."""
+        body = {
+            "generation": self.generation,
+            "computed_at": self.computed_at.isoformat(),
+            "data": self.data,
+        }
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Envelope:
+        """Parse what `to_json` wrote."""
+        body = json.loads(raw)
+        return cls(
+            data=body["data"],
+            computed_at=datetime.fromisoformat(body["computed_at"]),
+            generation=body["generation"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One value to write through the fence."""
+
+    kind: Kind
+    account_id: Scope
+    envelope: Envelope
+
+
+def make_redis(url: str, timeout_seconds: float) -> redis.Redis:
+    """A client with explicit timeouts and a short retry, speaking RESP2 on every server."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=1),
+        protocol=2,
+    )
+
+
+class RedisStore:
+    """Reads and fenced writes of dashboard values under one key prefix."""
+
+    def __init__(self, client: redis.Redis, keys: KeySchema, ttl_seconds: int) -> None:
+        self.client = client
+        self.keys = keys
+        self.ttl_seconds = ttl_seconds
+        self._fenced_write = client.register_script(_FENCED_WRITE)
+
+    def take_ticket(self) -> int:
+        """A new generation, greater than every one handed out before; take it before reading."""
+        return int(self.client.incr(self.keys.seq))
+
+    def get(self, kind: Kind, account_id: Scope) -> Envelope | None:
+        """The stored envelope, or None when the key is missing."""
+        raw: bytes | None = self.client.get(self.keys.value(kind, account_id))  # type: ignore[assignment]
+        return None if raw is None else Envelope.from_json(raw)
+
+    def write(self, writes: Sequence[Write]) -> list[bool]:
+        """Write through the fence; per write, True if stored, False if a newer value won.
+
+        Large batches go in chunks, pipelined, so no single script blocks Redis for long.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(writes), WRITE_CHUNK):
+            keys = [self.keys.seq, self.keys.scopes]
+            args: list[Any] = [self.ttl_seconds]
+            for item in writes[start : start + WRITE_CHUNK]:
+                keys.append(self.keys.value(item.kind, item.account_id))
+                token = scope_token(item.account_id)
+                args += [item.envelope.generation, item.envelope.to_json(), token]
+            self._fenced_write(keys=keys, args=args, client=pipe)
+        return [bool(flag) for chunk in pipe.execute() for flag in chunk]
+
+    def warmed_accounts(self) -> list[int]:
+        """Account ids whose scopes have been written before."""
+        tokens: set[bytes] = self.client.smembers(self.keys.scopes)  # type: ignore[assignment]
+        scopes = (parse_scope_token(token.decode()) for token in tokens)
+        return sorted(scope for scope in scopes if scope is not None)

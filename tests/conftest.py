@@ -1,0 +1,129 @@
+"""Fixtures: a database of the suite's own on the shared PostgreSQL, a Redis key prefix per test.
+
+Set REQUIRE_SERVICES=1 (CI does) to turn a missing PostgreSQL or Redis into a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from shared.config import Settings
+from shared.db import init_db, make_engine
+
+PG_ADMIN_URL = os.environ.get(
+    "TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def _service_missing(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable: {error}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a PostgreSQL database created for this test session and dropped after it."""
+    name = f"dashcache_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # any connection failure means the service is missing
+        admin.dispose()
+        _service_missing("PostgreSQL", error)
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    """An engine on the session's PostgreSQL database, tables created."""
+    engine = make_engine(pg_url)
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg(pg_engine: Engine) -> Engine:
+    """The PostgreSQL engine with empty tables."""
+    with pg_engine.begin() as conn:
+        conn.execute(text("TRUNCATE emails, categories RESTART IDENTITY CASCADE"))
+    return pg_engine
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: os.PathLike[str]) -> Iterator[Engine]:
+    """An engine on a fresh SQLite file, tables created."""
+    engine = make_engine(f"sqlite:///{tmp_path}/test.db")
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_db(request: pytest.FixtureRequest) -> Engine:
+    """Each dialect in turn, empty."""
+    fixture = "pg" if request.param == "postgresql" else "sqlite_engine"
+    engine: Engine = request.getfixturevalue(fixture)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis DB index the suite uses; keys are further isolated by a prefix per test."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        _service_missing("Redis", error)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards (never FLUSHALL)."""
+    prefix = f"dctest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on the suite's Redis DB index."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(pg: Engine, pg_url: str, redis_url: str, key_prefix: str) -> Settings:
+    """Settings pointing at the test database, the test Redis and this test's prefix."""
+    return Settings(
+        database_url=pg_url,
+        redis_url=redis_url,
+        broker_url=redis_url,
+        key_prefix=key_prefix,
+        refresh_seconds=60,
+        max_breakdown=50,
+    )

@@ -1,0 +1,111 @@
+"""Real worker and beat processes for tests, started with the settings' environment."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from shared.config import Settings
+
+
+class Process:
+    """A child process whose stderr lines are collected as they arrive."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.popen = subprocess.Popen(
+            args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        self.lines: list[str] = []
+        self._fresh: queue.Queue[str] = queue.Queue()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+
+    def _pump(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            self.lines.append(line)
+            self._fresh.put(line)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        """Block until a stderr line containing `text` appears; fail with the output so far."""
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if text in line:
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self._fresh.get(timeout=0.1)
+            except queue.Empty:
+                if self.popen.poll() is not None:
+                    break
+                continue
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} not seen; output:\n" + "".join(self.lines[-40:]))
+
+    def lines_with(self, text: str, count: int, timeout: float = 20.0) -> list[str]:
+        """Wait until at least `count` stderr lines contain `text`; return them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if text in line]
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(
+            f"fewer than {count} lines with {text!r}:\n" + "".join(self.lines[-40:])
+        )
+
+    def stop(self) -> None:
+        """Terminate, then kill if it lingers."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._pump_thread.join(timeout=5)
+        assert self.popen.stderr is not None
+        self.popen.stderr.close()
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The test's environment plus the settings, JSON logs for parsing."""
+    return {**os.environ, **settings.to_env(), "DASHCACHE_LOG_FORMAT": "json"}
+
+
+@contextmanager
+def celery_process(settings: Settings, *args: str, ready: str) -> Iterator[Process]:
+    """Run `celery -A worker ARGS` until the block ends; wait for a line containing `ready`."""
+    command = [sys.executable, "-m", "celery", "-A", "worker", *args]
+    process = Process(command, child_env(settings))
+    try:
+        process.wait_for(ready)
+        yield process
+    finally:
+        process.stop()
+
+
+@contextmanager
+def worker_process(settings: Settings, concurrency: int = 1) -> Iterator[Process]:
+    """A real Celery worker consuming both dashcache queues."""
+    with celery_process(
+        settings,
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+        ready="ready",
+    ) as process:
+        yield process

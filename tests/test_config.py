@@ -1,0 +1,45 @@
+"""Settings: defaults, parsing, and errors that name the variable."""
+
+import pytest
+
+from shared.config import Settings
+from shared.errors import ConfigError
+
+
+def test_defaults_need_no_environment() -> None:
+    """An empty environment gives the embedded defaults."""
+    settings = Settings.from_env({})
+    assert settings.database_url.startswith("sqlite")
+    assert settings.broker_url == settings.redis_url
+    assert settings.refresh_seconds == 60
+
+
+def test_broker_defaults_to_redis_url() -> None:
+    """CELERY_BROKER_URL falls back to REDIS_URL."""
+    settings = Settings.from_env({"REDIS_URL": "redis://cache:6380/2"})
+    assert settings.broker_url == "redis://cache:6380/2"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DASHCACHE_REFRESH_SECONDS": "soon"}, "DASHCACHE_REFRESH_SECONDS"),
+        ({"DASHCACHE_REFRESH_SECONDS": "0"}, "DASHCACHE_REFRESH_SECONDS"),
+        ({"DASHCACHE_MAX_BREAKDOWN": "100000"}, "DASHCACHE_MAX_BREAKDOWN"),
+        ({"DASHCACHE_KEY_PREFIX": "a b"}, "DASHCACHE_KEY_PREFIX"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"DASHCACHE_LOG_FORMAT": "xml"}, "DASHCACHE_LOG_FORMAT"),
+        ({"DASHCACHE_TTL_SECONDS": "100", "DASHCACHE_REFRESH_SECONDS": "60"}, "TTL"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    """Each bad value raises ConfigError whose message names the variable."""
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
+
+
+def test_to_env_round_trips() -> None:
+    """Settings written out as an environment read back equal."""
+    settings = Settings(key_prefix="x1", refresh_seconds=5, ttl_seconds=600, max_breakdown=7)
+    assert Settings.from_env(settings.to_env()) == settings

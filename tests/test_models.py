@@ -1,0 +1,59 @@
+"""The schema: idempotent creation, UTC timestamps on both dialects."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
+
+from shared.db import init_db
+from shared.models import Category, Email
+
+
+def test_init_db_is_idempotent(any_db: Engine) -> None:
+    """Creating the tables twice changes nothing and raises nothing."""
+    init_db(any_db)
+    init_db(any_db)
+
+
+def test_timestamps_come_back_aware_utc(any_db: Engine) -> None:
+    """A timestamp written in another zone is read back as the same instant in UTC."""
+    plus_two = timezone(timedelta(hours=2))
+    written = datetime(2026, 1, 1, 12, 0, tzinfo=plus_two)
+    with Session(any_db) as session:
+        session.add(Category(id=1, name="work"))
+        session.add(
+            Email(
+                message_id="m1",
+                account_id=1,
+                category_id=1,
+                is_unread=True,
+                is_auto_labeled=False,
+                created_at=written,
+                updated_at=written,
+            )
+        )
+        session.commit()
+    with Session(any_db) as session:
+        read = session.scalars(select(Email.created_at)).one()
+    assert read == written
+    assert read.tzinfo == UTC
+
+
+def test_naive_datetime_is_refused(any_db: Engine) -> None:
+    """A naive datetime would be ambiguous, so writing one fails loudly."""
+    naive = datetime(2026, 1, 1)
+    with Session(any_db) as session:
+        session.add(
+            Email(
+                message_id="m1",
+                account_id=1,
+                is_unread=True,
+                is_auto_labeled=False,
+                created_at=naive,
+                updated_at=naive,
+            )
+        )
+        with pytest.raises(StatementError, match="timezone-aware"):
+            session.commit()

@@ -1,0 +1,91 @@
+"""The worker: a real Celery worker process consumes warm tasks; beat's schedule is right."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import redis
+from celery import Celery
+from sqlalchemy import Engine
+
+from shared.config import Settings
+from shared.keys import KeySchema, Kind
+from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.processes import worker_process
+from worker.schedule import WARM_ALL, beat_schedule
+
+
+def producer(settings: Settings) -> Celery:
+    """A client app that only publishes, as a web process or beat would."""
+    return Celery(broker=settings.broker_url, set_as_current=False)
+
+
+def wait_for_key(client: redis.Redis, key: str, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = client.get(key)
+        if raw is not None:
+            return json.loads(raw)
+        time.sleep(0.05)
+    raise AssertionError(f"{key} never appeared")
+
+
+def test_beat_schedule_holds_the_recompute_at_the_period() -> None:
+    """The one beat entry runs warm_all every refresh period, expiring after one period."""
+    entry = beat_schedule(Settings(refresh_seconds=17, ttl_seconds=600))["warm-every-scope"]
+    assert entry["task"] == WARM_ALL
+    assert entry["schedule"] == timedelta(seconds=17)
+    assert entry["options"]["expires"] == 17
+
+
+def wait_for_value(client: redis.Redis, key: str, expected: object, timeout: float = 20.0) -> dict:
+    """Poll until the key's data equals `expected`; return the envelope."""
+    deadline = time.monotonic() + timeout
+    envelope: dict = {}
+    while time.monotonic() < deadline:
+        raw = client.get(key)
+        envelope = json.loads(raw) if raw else {}
+        if envelope.get("data") == expected:
+            return envelope
+        time.sleep(0.05)
+    raise AssertionError(f"{key} holds {envelope}, never {expected}")
+
+
+def test_worker_warms_at_start(settings: Settings, pg: Engine, redis_client: redis.Redis) -> None:
+    """A starting worker warms every scope once, without waiting a period for beat."""
+    add_categories(pg, ["work"])
+    add_emails(pg, [Row(4, 1, True, False, NOW)])
+    keys = KeySchema(settings.key_prefix)
+    with worker_process(settings):
+        envelope = wait_for_key(redis_client, keys.value(Kind.BREAKDOWN, 4))
+    assert envelope["data"] == [["work", 1]]
+
+
+def test_real_worker_consumes_warm_task(
+    settings: Settings, pg: Engine, redis_client: redis.Redis
+) -> None:
+    """A warm_all task sent over the broker is consumed and every scope's keys hold the truth."""
+    add_categories(pg, ["work", "news"])
+    keys = KeySchema(settings.key_prefix)
+    with worker_process(settings) as worker:
+        worker.wait_for("recompute.finished")
+        rows = [
+            Row(1, 1, True, False, NOW),
+            Row(2, 2, False, True, NOW),
+            Row(2, 2, True, True, NOW),
+        ]
+        add_emails(pg, rows)
+        with producer(settings) as app:
+            app.send_task(WARM_ALL, queue=settings.schedule_queue)
+        account_two = wait_for_value(
+            redis_client, keys.value(Kind.BREAKDOWN, 2), [["news", 2], ["work", 0]]
+        )
+        everything = wait_for_key(redis_client, keys.value(Kind.AGGREGATES, None))
+        finished = [json.loads(line) for line in worker.lines_with("recompute.finished", 2)]
+    assert everything["data"]["total_emails"] == 3
+    assert everything["data"]["unread_count"] == 2
+    assert everything["generation"] == account_two["generation"]
+    assert all(line["task_name"] == WARM_ALL and line["outcome"] == "written" for line in finished)
+    assert all({"task_id", "scope", "duration_ms"} <= line.keys() for line in finished)

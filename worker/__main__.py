@@ -1,0 +1,77 @@
+"""`python -m worker` (what `make run` runs): worker and beat on embedded defaults.
+
+With nothing configured it uses a SQLite file seeded with demo data, and starts its own Redis
+when none answers on localhost. Configured through the environment, it only runs both processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+from sqlalchemy import func, select
+
+from shared import clock
+from shared.config import DEFAULT_REDIS_URL, Settings
+from shared.db import init_db, make_engine
+from shared.logging import configure_logging, get_logger
+from shared.models import Email
+from shared.seed import SeedPlan, seed_database
+from worker import embedded_redis
+
+DEMO = SeedPlan(emails=50_000, categories=12, accounts=25, days=30, seed=1)
+
+log = get_logger("worker.run")
+
+
+def main() -> int:
+    """Run worker and beat until interrupted; returns the first child's non-zero exit code."""
+    settings = Settings.from_env()
+    configure_logging(settings)
+    children: list[subprocess.Popen[bytes]] = []
+    if "REDIS_URL" not in os.environ and not embedded_redis.answers(DEFAULT_REDIS_URL):
+        children.append(embedded_redis.start(port=6379))
+        log.info("embedded_redis.started", url=DEFAULT_REDIS_URL)
+    if "DATABASE_URL" not in os.environ:
+        seed_demo(settings)
+    celery = [sys.executable, "-m", "celery", "-A", "worker"]
+    workers = [
+        subprocess.Popen([*celery, "worker", "--loglevel", "INFO", "--without-gossip"]),  # noqa: S603
+        subprocess.Popen([*celery, "beat", "--loglevel", "INFO"]),  # noqa: S603
+    ]
+    children.extend(workers)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        for child in workers:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        codes = [child.wait() for child in workers]
+    except KeyboardInterrupt:
+        codes = [child.wait() for child in workers]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
+    return next((code for code in codes if code not in (0, -signal.SIGTERM)), 0)
+
+
+def seed_demo(settings: Settings) -> None:
+    """Create the tables and, if there are no emails yet, add the demo data set."""
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    with engine.connect() as conn:
+        existing = conn.execute(select(func.count()).select_from(Email)).scalar_one()
+    if existing == 0:
+        inserted = seed_database(engine, DEMO, clock.now())
+        log.info("demo.seeded", emails=inserted, database=settings.database_url)
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The Celery app: JSON only, acks late, prefetch 1, no result backend, UTC, bounded time."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import structlog
+from celery import Celery, signals
+from kombu.entity import Queue
+
+from shared.config import Settings
+from shared.logging import configure_logging
+from worker.runtime import reset_runtime
+from worker.schedule import WARM_ALL, beat_schedule
+
+settings = Settings.from_env()
+
+app = Celery("dashcache", include=["worker.tasks"])
+app.conf.update(
+    broker_url=settings.broker_url,
+    broker_connection_retry=True,
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,
+    # Above the hard time limit, so a running task is never delivered twice for being slow.
+    broker_transport_options={"visibility_timeout": 10 * settings.task_time_limit_seconds},
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    task_ignore_result=True,
+    result_backend=None,
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    task_soft_time_limit=settings.task_time_limit_seconds,
+    task_time_limit=settings.task_time_limit_seconds + 30,
+    timezone="UTC",
+    enable_utc=True,
+    worker_hijack_root_logger=False,
+    worker_send_task_events=False,
+    task_queues=[Queue(settings.schedule_queue), Queue(settings.events_queue)],
+    task_default_queue=settings.schedule_queue,
+    task_routes={"dashcache.warm_*": {"queue": settings.schedule_queue}},
+    beat_schedule=beat_schedule(settings),
+    beat_schedule_filename=os.path.join(tempfile.gettempdir(), f"{settings.key_prefix}-beat"),
+)
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    configure_logging(settings)
+
+
+@signals.worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    reset_runtime()
+
+
+@signals.worker_ready.connect
+def _warm_on_start(sender: Any = None, **_: Any) -> None:
+    """Warm every scope once at start-up instead of waiting a whole period for beat."""
+    app.send_task(WARM_ALL, queue=settings.schedule_queue)
+
+
+@signals.task_prerun.connect
+def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    structlog.contextvars.clear_contextvars()
+    queue = (task.request.delivery_info or {}).get("routing_key") if task else None
+    structlog.contextvars.bind_contextvars(
+        task_id=task_id, task_name=getattr(task, "name", None), queue=queue
+    )
+
+
+@signals.task_postrun.connect
+def _clear_task_context(**_: Any) -> None:
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,38 @@
+"""The worker process's connections, built on first use and rebuilt after a fork."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from sqlalchemy import Engine
+
+from shared.config import Settings
+from shared.db import make_engine
+from shared.keys import KeySchema
+from shared.store import RedisStore, make_redis
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Settings plus the engine and store one worker process uses."""
+
+    settings: Settings
+    engine: Engine
+    store: RedisStore
+
+
+@cache
+def runtime() -> Runtime:
+    """This process's runtime."""
+    settings = Settings.from_env()
+    client = make_redis(settings.redis_url, max(settings.redis_timeout_seconds, 5.0))
+    store = RedisStore(client, KeySchema(settings.key_prefix), settings.ttl_seconds)
+    return Runtime(settings, make_engine(settings.database_url), store)
+
+
+def reset_runtime() -> None:
+    """Forget connections inherited from a parent process (they must not be shared)."""
+    if runtime.cache_info().currsize:
+        runtime().engine.dispose(close=False)
+    runtime.cache_clear()
