@@ -7,19 +7,14 @@ import time
 from datetime import timedelta
 
 import redis
-from celery import Celery
 from sqlalchemy import Engine
 
 from shared.config import Settings
+from shared.dispatch import WARM_ALL, TaskSender
 from shared.keys import KeySchema, Kind
 from tests.helpers import NOW, Row, add_categories, add_emails
 from tests.processes import worker_process
-from worker.schedule import WARM_ALL, beat_schedule
-
-
-def producer(settings: Settings) -> Celery:
-    """A client app that only publishes, as a web process or beat would."""
-    return Celery(broker=settings.broker_url, set_as_current=False)
+from worker.schedule import beat_schedule
 
 
 def wait_for_key(client: redis.Redis, key: str, timeout: float = 20.0) -> dict:
@@ -77,8 +72,9 @@ def test_real_worker_consumes_warm_task(
             Row(2, 2, True, True, NOW),
         ]
         add_emails(pg, rows)
-        with producer(settings) as app:
-            app.send_task(WARM_ALL, queue=settings.schedule_queue)
+        sender = TaskSender(settings)
+        sender.send(WARM_ALL, [], settings.schedule_queue)
+        sender.close()
         account_two = wait_for_value(
             redis_client, keys.value(Kind.BREAKDOWN, 2), [["news", 2], ["work", 0]]
         )

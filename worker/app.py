@@ -11,9 +11,10 @@ from celery import Celery, signals
 from kombu.entity import Queue
 
 from shared.config import Settings
+from shared.dispatch import WARM_ALL
 from shared.logging import configure_logging
 from worker.runtime import reset_runtime
-from worker.schedule import WARM_ALL, beat_schedule
+from worker.schedule import beat_schedule
 
 settings = Settings.from_env()
 

@@ -6,8 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from shared.config import Settings
-
-WARM_ALL = "dashcache.warm_all"
+from shared.dispatch import WARM_ALL
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared.dispatch import WARM_ALL, WARM_SCOPE
 from shared.keys import Scope, check_account_id, scope_token
 from shared.logging import get_logger
 from shared.recompute import RecomputeResult, recompute_every_scope, recompute_scope
 from worker.app import app
 from worker.runtime import runtime
-from worker.schedule import WARM_ALL
 
 log = get_logger(__name__)
 
@@ -36,7 +36,7 @@ def warm_all() -> int:
     return result.written
 
 
-@app.task(name="dashcache.warm_scope", **RETRY)
+@app.task(name=WARM_SCOPE, **RETRY)
 def warm_scope(account_id: Scope) -> int:
     """Recompute one scope (an account, or None for all accounts)."""
     account_id = check_account_id(account_id)

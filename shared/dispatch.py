@@ -1,0 +1,41 @@
+"""Sending work to the worker by task name, so that `shared` never imports `worker`.
+
+The task names below are the contract between the two: the worker registers these names,
+producers (web processes, beat, readers) send to them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from shared.config import Settings
+
+WARM_ALL = "dashcache.warm_all"
+"""Recompute every scope in one pass (beat sends it to the schedule queue)."""
+
+WARM_SCOPE = "dashcache.warm_scope"
+"""Recompute one scope: args `[account_id]` (null for all accounts)."""
+
+
+class TaskSender:
+    """A publish-only Celery client: JSON messages, no result backend, one connection pool."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = Celery("dashcache-producer", broker=settings.broker_url, set_as_current=False)
+        self.app.conf.update(
+            task_serializer="json",
+            accept_content=["json"],
+            task_ignore_result=True,
+            broker_connection_retry_on_startup=True,
+        )
+
+    def send(self, name: str, args: list[Any], queue: str, countdown: float | None = None) -> None:
+        """Publish one task message; `countdown` delays its execution by that many seconds."""
+        self.app.send_task(name, args=args, queue=queue, countdown=countdown)
+
+    def close(self) -> None:
+        """Release the broker connections."""
+        self.app.close()
