@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from shared.config import Settings
 
@@ -108,4 +109,12 @@ def worker_process(settings: Settings, concurrency: int = 1) -> Iterator[Process
         "INFO",
         ready="ready",
     ) as process:
+        yield process
+
+
+@contextmanager
+def beat_process(settings: Settings, schedule_file: Path) -> Iterator[Process]:
+    """A real Celery beat sending the schedule of `settings`, its state kept in `schedule_file`."""
+    args = ("beat", "--loglevel", "INFO", "--schedule", str(schedule_file))
+    with celery_process(settings, *args, ready="beat: Starting") as process:
         yield process

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import redis
 from sqlalchemy import Engine
@@ -13,7 +15,7 @@ from shared.config import Settings
 from shared.dispatch import WARM_ALL, TaskSender
 from shared.keys import KeySchema, Kind
 from tests.helpers import NOW, Row, add_categories, add_emails
-from tests.processes import worker_process
+from tests.processes import beat_process, worker_process
 from worker.schedule import beat_schedule
 
 
@@ -85,3 +87,21 @@ def test_real_worker_consumes_warm_task(
     assert everything["generation"] == account_two["generation"]
     assert all(line["task_name"] == WARM_ALL and line["outcome"] == "written" for line in finished)
     assert all({"task_id", "scope", "duration_ms"} <= line.keys() for line in finished)
+
+
+def test_beat_keeps_keys_warm_every_period(
+    settings: Settings, pg: Engine, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """With worker and beat running, the value is recomputed once per period, newer each time."""
+    fast = replace(settings, refresh_seconds=1, ttl_seconds=60)
+    add_categories(pg, ["work"])
+    key = KeySchema(fast.key_prefix).value(Kind.AGGREGATES, None)
+    with worker_process(fast) as worker, beat_process(fast, tmp_path / "beat"):
+        worker.lines_with("recompute.finished", 4, timeout=30)
+        generations = []
+        for _ in range(2):
+            generations.append(wait_for_key(redis_client, key)["generation"])
+            worker.lines_with("recompute.finished", 4 + len(generations), timeout=30)
+    assert generations[1] > generations[0]
+    sent = [line for line in worker.lines if "dashcache.warm_all" in line and "received" in line]
+    assert len(sent) >= 5
