@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -85,11 +85,8 @@ def _write(
     stats: dict[Scope, ScopeStats],
     kinds: tuple[Kind, ...],
 ) -> RecomputeResult:
-    writes = [
-        Write(kind, scope, Envelope(to_data(scope_stats, kind), now, generation))
-        for scope, scope_stats in stats.items()
-        for kind in kinds
-    ]
-    flags = store.write(writes)
-    written = sum(flags)
-    return RecomputeResult(generation, now, stats, written, len(flags) - written)
+    result = RecomputeResult(generation, now, stats, written=0, fenced=0)
+    flags = store.write(
+        [Write(kind, scope, result.envelope(kind, scope)) for scope in stats for kind in kinds]
+    )
+    return replace(result, written=sum(flags), fenced=len(flags) - sum(flags))
