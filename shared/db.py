@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import Base
 
 
 def make_engine(database_url: str, **kwargs: object) -> Engine:
-    """An engine for `database_url`; SQLite gets foreign keys and a busy timeout."""
-    if database_url.startswith("sqlite"):
-        engine = create_engine(database_url, connect_args={"timeout": 30}, **kwargs)
+    """An engine for `database_url`; SQLite gets foreign keys and a busy timeout.
+
+    A plain `postgresql://` URL uses psycopg2, the driver dashcache ships with (SQLAlchemy 2.1
+    would otherwise pick psycopg 3).
+    """
+    url = make_url(database_url)
+    if url.drivername == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(database_url, pool_pre_ping=True, **kwargs)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg2")
+    return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

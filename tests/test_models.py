@@ -7,7 +7,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
-from shared.db import init_db
+from shared.db import init_db, make_engine
 from shared.models import Category, Email
 
 
@@ -57,3 +57,15 @@ def test_naive_datetime_is_refused(any_db: Engine) -> None:
         )
         with pytest.raises(StatementError, match="timezone-aware"):
             session.commit()
+
+
+def test_plain_postgresql_url_uses_psycopg2(pg_url: str) -> None:
+    """`postgresql://` (no driver) connects with psycopg2, the driver dashcache installs."""
+    plain = pg_url.replace("postgresql+psycopg2://", "postgresql://")
+    engine = make_engine(plain)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(select(1)).scalar_one() == 1
+        assert engine.dialect.driver == "psycopg2"
+    finally:
+        engine.dispose()
