@@ -31,6 +31,9 @@ ENV_NAMES = {
     "DASHCACHE_TASK_TIME_LIMIT_SECONDS": "task_time_limit_seconds",
     "DASHCACHE_LOG_FORMAT": "log_format",
     "DASHCACHE_LOG_LEVEL": "log_level",
+    "DASHCACHE_EVENT_DEBOUNCE_MS": "event_debounce_ms",
+    "DASHCACHE_EVENT_MAX_WAIT_MS": "event_max_wait_ms",
+    "DASHCACHE_EVENT_MAX_BATCH": "event_max_batch",
 }
 """Environment variable -> settings attribute."""
 
@@ -50,6 +53,9 @@ class Settings:
     task_time_limit_seconds: int = 120
     log_format: str = "auto"
     log_level: str = "INFO"
+    event_debounce_ms: int = 250
+    event_max_wait_ms: int = 2000
+    event_max_batch: int = 1000
 
     @property
     def schedule_queue(self) -> str:
@@ -88,11 +94,23 @@ class Settings:
             ),
             log_format=_get(env, "DASHCACHE_LOG_FORMAT", "auto", str.lower, _one_of(_LOG_FORMATS)),
             log_level=_get(env, "DASHCACHE_LOG_LEVEL", "INFO", str.upper, _one_of(_LOG_LEVELS)),
+            event_debounce_ms=_get(
+                env, "DASHCACHE_EVENT_DEBOUNCE_MS", 250, int, _between(1, 60_000)
+            ),
+            event_max_wait_ms=_get(
+                env, "DASHCACHE_EVENT_MAX_WAIT_MS", 2000, int, _between(10, 600_000)
+            ),
+            event_max_batch=_get(env, "DASHCACHE_EVENT_MAX_BATCH", 1000, int, _between(1, 100_000)),
         )
         if settings.ttl_seconds < 2 * settings.refresh_seconds:
             raise ConfigError(
                 "DASHCACHE_TTL_SECONDS must be at least twice DASHCACHE_REFRESH_SECONDS "
                 f"(got {settings.ttl_seconds} and {settings.refresh_seconds})"
+            )
+        if settings.event_max_wait_ms <= settings.event_debounce_ms:
+            raise ConfigError(
+                "DASHCACHE_EVENT_MAX_WAIT_MS must be greater than DASHCACHE_EVENT_DEBOUNCE_MS "
+                f"(got {settings.event_max_wait_ms} and {settings.event_debounce_ms})"
             )
         return settings
 

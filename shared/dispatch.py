@@ -19,6 +19,13 @@ WARM_SCOPE = "dashcache.warm_scope"
 """Recompute one scope: args `[account_id]` (null for all accounts)."""
 
 
+RECOMPUTE_TARGETS = "dashcache.recompute_targets"
+"""Event recompute of one scope: args `[scope token or "every", [kind, ...]]` (events queue)."""
+
+INGEST_EVENTS = "dashcache.ingest_events"
+"""Events from any producer: args `[[event wire form, ...]]` (events queue; see shared.events)."""
+
+
 class TaskSender:
     """A publish-only Celery client: JSON messages, no result backend, one connection pool."""
 

@@ -3,12 +3,18 @@
 Schema version 1, with `P` the configured prefix and `S` a scope token
 (`all` for every account, `a<id>` for one account):
 
-| key              | type   | holds                                                       |
-|------------------|--------|-------------------------------------------------------------|
-| `P:v1:agg:S`     | string | JSON envelope of the aggregates of scope S                  |
-| `P:v1:bd:S`      | string | JSON envelope of the category breakdown of scope S          |
-| `P:v1:seq`       | string | generation counter; a computation takes a ticket first      |
-| `P:v1:scopes`    | set    | scope tokens that have been warmed                          |
+| key                | type   | holds                                                      |
+|--------------------|--------|------------------------------------------------------------|
+| `P:v1:agg:S`       | string | JSON envelope of the aggregates of scope S                 |
+| `P:v1:bd:S`        | string | JSON envelope of the category breakdown of scope S         |
+| `P:v1:seq`         | string | generation counter; a computation takes a ticket first     |
+| `P:v1:scopes`      | set    | scope tokens that have been warmed                         |
+| `P:v1:pending:K:T` | string | an event recompute of kind K, target T is queued (PX)      |
+| `P:v1:running:K:T` | string | an event recompute of kind K, target T is running (PX)     |
+| `P:v1:deadletter`  | list   | rejected event payloads with the reason, newest first      |
+| `P:v1:counters`    | hash   | monotonic counters, e.g. `events.rejected`                 |
+
+A target T is a scope token, or `every` for one grouped pass over every scope.
 
 Bump `SCHEMA` when a value's shape changes: old and new workers then never read each other's keys.
 """
@@ -22,6 +28,8 @@ from shared.errors import InvalidArgument
 
 SCHEMA = "v1"
 ALL_SCOPE = "all"
+EVERY_SCOPE = "every"
+"""Pseudo scope token of event targets: every warmed scope, recomputed in one grouped pass."""
 
 
 class Kind(StrEnum):
@@ -87,3 +95,21 @@ class KeySchema:
     def scopes(self) -> str:
         """The set of warmed scope tokens."""
         return f"{self.prefix}:{SCHEMA}:scopes"
+
+    def pending(self, kind: Kind, target: str) -> str:
+        """Marker: an event recompute of this kind and target is queued."""
+        return f"{self.prefix}:{SCHEMA}:pending:{kind.value}:{target}"
+
+    def running(self, kind: Kind, target: str) -> str:
+        """Marker: an event recompute of this kind and target is running."""
+        return f"{self.prefix}:{SCHEMA}:running:{kind.value}:{target}"
+
+    @property
+    def dead_letters(self) -> str:
+        """The capped list of rejected event payloads."""
+        return f"{self.prefix}:{SCHEMA}:deadletter"
+
+    @property
+    def counters(self) -> str:
+        """The hash of monotonic counters (field -> count)."""
+        return f"{self.prefix}:{SCHEMA}:counters"

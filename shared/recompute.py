@@ -68,14 +68,19 @@ def recompute_scope(
     return _write(store, generation, now, stats, kinds)
 
 
-def recompute_every_scope(engine: Engine, store: RedisStore, max_breakdown: int) -> RecomputeResult:
+def recompute_every_scope(
+    engine: Engine,
+    store: RedisStore,
+    max_breakdown: int,
+    kinds: tuple[Kind, ...] = ALL_KINDS,
+) -> RecomputeResult:
     """Recompute every scope in one grouped pass; scopes warmed before but now empty get zeros."""
     generation = store.take_ticket()
     now = clock.now()
     known = store.warmed_accounts()
     with snapshot(engine) as session:
         stats = compute_every_scope(session, now, max_breakdown, include=known)
-    return _write(store, generation, now, stats, ALL_KINDS)
+    return _write(store, generation, now, stats, kinds)
 
 
 def _write(

@@ -31,6 +31,9 @@ def test_broker_defaults_to_redis_url() -> None:
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"DASHCACHE_LOG_FORMAT": "xml"}, "DASHCACHE_LOG_FORMAT"),
         ({"DASHCACHE_TTL_SECONDS": "100", "DASHCACHE_REFRESH_SECONDS": "60"}, "TTL"),
+        ({"DASHCACHE_EVENT_DEBOUNCE_MS": "0"}, "DASHCACHE_EVENT_DEBOUNCE_MS"),
+        ({"DASHCACHE_EVENT_MAX_WAIT_MS": "200"}, "DASHCACHE_EVENT_MAX_WAIT_MS"),
+        ({"DASHCACHE_EVENT_MAX_BATCH": "0"}, "DASHCACHE_EVENT_MAX_BATCH"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:

@@ -11,7 +11,7 @@ from celery import Celery, signals
 from kombu.entity import Queue
 
 from shared.config import Settings
-from shared.dispatch import WARM_ALL
+from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL
 from shared.logging import configure_logging
 from worker.runtime import reset_runtime
 from worker.schedule import beat_schedule
@@ -41,7 +41,11 @@ app.conf.update(
     worker_send_task_events=False,
     task_queues=[Queue(settings.schedule_queue), Queue(settings.events_queue)],
     task_default_queue=settings.schedule_queue,
-    task_routes={"dashcache.warm_*": {"queue": settings.schedule_queue}},
+    task_routes={
+        "dashcache.warm_*": {"queue": settings.schedule_queue},
+        RECOMPUTE_TARGETS: {"queue": settings.events_queue},
+        INGEST_EVENTS: {"queue": settings.events_queue},
+    },
     beat_schedule=beat_schedule(settings),
     beat_schedule_filename=os.path.join(tempfile.gettempdir(), f"{settings.key_prefix}-beat"),
 )

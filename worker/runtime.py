@@ -10,16 +10,18 @@ from sqlalchemy import Engine
 from shared.config import Settings
 from shared.db import make_engine
 from shared.keys import KeySchema
+from shared.publisher import EventPublisher
 from shared.store import RedisStore, make_redis
 
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """Settings plus the engine and store one worker process uses."""
+    """Settings plus the engine, store and event publisher one worker process uses."""
 
     settings: Settings
     engine: Engine
     store: RedisStore
+    publisher: EventPublisher
 
 
 @cache
@@ -28,7 +30,8 @@ def runtime() -> Runtime:
     settings = Settings.from_env()
     client = make_redis(settings.redis_url, max(settings.redis_timeout_seconds, 5.0))
     store = RedisStore(client, KeySchema(settings.key_prefix), settings.ttl_seconds)
-    return Runtime(settings, make_engine(settings.database_url), store)
+    publisher = EventPublisher(settings, client=client)
+    return Runtime(settings, make_engine(settings.database_url), store, publisher)
 
 
 def reset_runtime() -> None:

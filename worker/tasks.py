@@ -1,15 +1,18 @@
-"""Celery tasks: thin wrappers over `shared.recompute`, each logging one line per run."""
+"""Celery tasks: thin wrappers over `shared`, each logging one line per run."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.dispatch import WARM_ALL, WARM_SCOPE
-from shared.keys import Scope, check_account_id, scope_token
+from shared.coalesce import recompute_targets
+from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL, WARM_SCOPE
+from shared.ingest import ingest
+from shared.keys import Kind, Scope, check_account_id, scope_token
 from shared.logging import get_logger
 from shared.recompute import RecomputeResult, recompute_every_scope, recompute_scope
 from worker.app import app
@@ -48,7 +51,34 @@ def warm_scope(account_id: Scope) -> int:
     return result.written
 
 
-def _logged(scope: str, run: Callable[[], RecomputeResult]) -> RecomputeResult:
+@app.task(name=RECOMPUTE_TARGETS, bind=True, **RETRY)
+def recompute_event_targets(self: Any, scope: str, kinds: list[str]) -> int:
+    """Recompute the kinds of one scope (or `every`) that events made stale, coalesced."""
+    rt = runtime()
+
+    def run() -> RecomputeResult:
+        parsed = [Kind(kind) for kind in kinds]
+        coalescer = rt.publisher.coalescer
+        token = str(self.request.id)
+        max_breakdown = rt.settings.max_breakdown
+        return recompute_targets(
+            rt.engine, rt.store, coalescer, scope, parsed, token, max_breakdown
+        )
+
+    return _logged(str(scope), run, trigger="event", kinds=kinds).written
+
+
+@app.task(name=INGEST_EVENTS, autoretry_for=(RedisError,), max_retries=3, retry_backoff=1)
+def ingest_events(payload: object) -> int:
+    """Validate and publish a batch of events in wire form; bad batches go to the dead letters."""
+    accepted = ingest(payload, runtime().publisher)
+    log.info("events.ingested", accepted=accepted)
+    return accepted
+
+
+def _logged(
+    scope: str, run: Callable[[], RecomputeResult], trigger: str = "schedule", **extra: Any
+) -> RecomputeResult:
     started = time.perf_counter()
     try:
         result = run()
@@ -57,19 +87,23 @@ def _logged(scope: str, run: Callable[[], RecomputeResult]) -> RecomputeResult:
         log.warning(
             "recompute.failed",
             scope=scope,
+            trigger=trigger,
             duration_ms=duration_ms,
             outcome="error",
             error=f"{type(error).__name__}: {error}",
+            **extra,
         )
         raise
     log.info(
         "recompute.finished",
         scope=scope,
+        trigger=trigger,
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
         outcome="written" if result.fenced == 0 else "fenced",
         generation=result.generation,
         scopes=len(result.stats),
         written=result.written,
         fenced=result.fenced,
+        **extra,
     )
     return result

@@ -1,0 +1,70 @@
+"""Publishing events: find the stale keys, mark them pending, send only the runs needed.
+
+The common case (an event whose keys are already pending) costs one Redis round trip and puts
+nothing on the broker. Runs go by task name to the events queue, apart from the schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+
+import redis
+
+from shared.coalesce import Coalescer, Run
+from shared.config import Settings
+from shared.dispatch import RECOMPUTE_TARGETS, TaskSender
+from shared.event_types import Event
+from shared.keys import KeySchema
+from shared.store import make_redis
+from shared.targeting import targets_of_all
+
+
+class EventPublisher:
+    """Turns events into coalesced recomputes for one deployment; thread-safe, one per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis | None = None,
+        sender: TaskSender | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client or make_redis(settings.redis_url, settings.redis_timeout_seconds)
+        self.sender = sender or TaskSender(settings)
+        self.coalescer = Coalescer(self.client, KeySchema(settings.key_prefix), settings)
+
+    def publish(self, event: Event) -> list[Run]:
+        """Publish one event; return the runs it caused (empty when its keys were pending)."""
+        return self.publish_many([event])
+
+    def publish_many(self, events: Iterable[Event]) -> list[Run]:
+        """Publish a batch (one transaction's events): one mark for all of its keys."""
+        runs = self.coalescer.mark(targets_of_all(events))
+        for run in runs:
+            args = [run.scope, [kind.value for kind in run.kinds]]
+            self.sender.send(
+                RECOMPUTE_TARGETS, args, self.settings.events_queue, countdown=run.countdown
+            )
+        return runs
+
+    def close(self) -> None:
+        """Release the Redis and broker connections."""
+        self.client.close()
+        self.sender.close()
+
+
+@cache
+def default_publisher() -> EventPublisher:
+    """This process's publisher, configured from the environment on first use."""
+    return EventPublisher(Settings.from_env())
+
+
+def publish(event: Event) -> list[Run]:
+    """Publish one event with the default publisher (see `EventPublisher.publish`)."""
+    return default_publisher().publish(event)
+
+
+def publish_many(events: Iterable[Event]) -> list[Run]:
+    """Publish one batch with the default publisher (see `EventPublisher.publish_many`)."""
+    return default_publisher().publish_many(events)
