@@ -1,0 +1,104 @@
+"""Event wire form: every event round-trips; every bad payload names its field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from shared.errors import InvalidEvent
+from shared.events import (
+    CategoriesChanged,
+    CategoryChange,
+    EmailCreated,
+    EmailDeleted,
+    EmailRow,
+    EmailUpdated,
+    Event,
+    decode_batch,
+    decode_event,
+    encode_event,
+)
+
+ROW = EmailRow(3, True, False, datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
+WIRE_ROW = {
+    "category_id": 3,
+    "is_unread": True,
+    "is_auto_labeled": False,
+    "created_at": "2026-11-24T12:00:00+00:00",
+}
+UPDATED = {"type": "email.updated", "account_id": 1, "email_id": 9, "before": WIRE_ROW}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        EmailCreated(1, 2, ROW),
+        EmailUpdated(0, 2, ROW, EmailRow(None, False, True, ROW.created_at)),
+        EmailDeleted(7, 2**63 - 1, ROW),
+        CategoriesChanged((1, 2), CategoryChange.RENAMED),
+    ],
+)
+def test_events_round_trip_through_the_wire_form(event: Event) -> None:
+    """decode(encode(e)) == e for every event type, via real JSON types."""
+    assert decode_event(encode_event(event)) == event
+
+
+def test_wire_form_is_the_documented_shape() -> None:
+    """An update encodes to the documented JSON object, created_at with its offset."""
+    event = EmailUpdated(1, 9, ROW, ROW)
+    assert encode_event(event) == {**UPDATED, "after": WIRE_ROW}
+
+
+def test_created_at_keeps_any_offset() -> None:
+    """A created_at with a non-UTC offset is accepted and means the same instant."""
+    wire = {**WIRE_ROW, "created_at": "2026-11-24T14:00:00+02:00"}
+    event = decode_event({"type": "email.created", "account_id": 1, "email_id": 2, "after": wire})
+    assert isinstance(event, EmailCreated)
+    assert event.after.created_at == ROW.created_at
+    assert event.after.created_at.utcoffset() == timedelta(hours=2)
+    assert event.after.created_at.tzinfo == timezone(timedelta(hours=2))
+
+
+BAD: list[tuple[Any, str]] = [
+    ({"type": "email.archived", "account_id": 1, "email_id": 2}, "events[0].type"),
+    ({"account_id": 1, "email_id": 2}, "events[0].type"),
+    ({**UPDATED, "after": WIRE_ROW, "account_id": -1}, "events[0].account_id"),
+    ({**UPDATED, "after": WIRE_ROW, "email_id": "9"}, "events[0].email_id"),
+    ({**UPDATED, "after": WIRE_ROW, "email_id": True}, "events[0].email_id"),
+    ({**UPDATED, "after": WIRE_ROW, "account_id": 2**63}, "events[0].account_id"),
+    (UPDATED, "events[0].after"),
+    ({**UPDATED, "after": {**WIRE_ROW, "is_unread": 1}}, "events[0].after.is_unread"),
+    ({**UPDATED, "after": {**WIRE_ROW, "category_id": -3}}, "events[0].after.category_id"),
+    (
+        {**UPDATED, "after": {**WIRE_ROW, "created_at": "2026-11-24T12:00:00"}},
+        "events[0].after.created_at",
+    ),
+    ({**UPDATED, "after": {**WIRE_ROW, "created_at": "yesterday"}}, "events[0].after.created_at"),
+    ({"type": "categories.changed", "change": "merged", "category_ids": [1]}, "events[0].change"),
+    (
+        {"type": "categories.changed", "change": "created", "category_ids": [1, -2]},
+        "events[0].category_ids[1]",
+    ),
+    ({"type": "categories.changed", "change": "created"}, "events[0].category_ids"),
+    ("email.updated", "events[0]"),
+]
+
+
+@pytest.mark.parametrize(("item", "field"), BAD)
+def test_bad_event_names_its_field(item: Any, field: str) -> None:
+    """Unknown type, missing, mistyped or negative fields raise InvalidEvent naming the field."""
+    with pytest.raises(InvalidEvent) as raised:
+        decode_batch([item], max_batch=10)
+    assert raised.value.field == field
+
+
+def test_oversized_or_non_list_batch_is_rejected() -> None:
+    """A batch above the cap, or not a list, is rejected as a whole (field `events`)."""
+    event = {**UPDATED, "after": WIRE_ROW}
+    assert len(decode_batch([event] * 3, max_batch=3)) == 3
+    for payload in ([event] * 4, event):
+        with pytest.raises(InvalidEvent) as raised:
+            decode_batch(payload, max_batch=3)
+        assert raised.value.field == "events"
