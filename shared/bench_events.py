@@ -1,0 +1,253 @@
+"""Measure event freshness with a real worker: `python -m shared.bench_events --emails 100000`.
+
+Creates a PostgreSQL database of its own, seeds it (`shared.seed`), starts a Celery worker
+(concurrency 2) on a key prefix of its own, then measures:
+
+- isolated events: a tracked session flips one email's `is_unread` in the biggest account and
+  commits; lag = from just before `commit()` until a Redis read (what a reader's hit does) shows
+  the new `unread_count`, for the account's scope and for `all`. Each event waits for the
+  previous one to settle, so every one is isolated.
+- a burst: 10,000 emails of that account are updated in one transaction, then one event per
+  email is published, one `publish` call each, as fast as possible. Reported: time to publish,
+  event recomputes per key (from the worker's log), and time from the last publish until both
+  scopes hold the right value, no run is pending or running and the events queue is empty.
+
+Redis comes from the environment (REDIS_URL) and is the broker too, so the queue length can be
+read; every key the run creates is deleted at the end, and the database is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import Engine, create_engine, func, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from shared import clock
+from shared.config import Settings
+from shared.db import init_db, make_engine
+from shared.events import EmailRow, EmailUpdated, EventPublisher, track_mutations
+from shared.keys import KeySchema, Kind, Scope
+from shared.models import Email
+from shared.seed import SeedPlan, seed_database
+from shared.store import RedisStore, make_redis
+
+ACCOUNT = 1
+"""Seeded accounts are log-uniform: account 1 is the biggest."""
+
+
+@contextmanager
+def bench_database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    name = f"dashcache_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def running_worker(settings: Settings, log_path: Path) -> Iterator[Path]:
+    """A real Celery worker; its JSON log goes to `log_path`; returns once it warmed once."""
+    env = {**os.environ, **settings.to_env(), "DASHCACHE_LOG_FORMAT": "json"}
+    command = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency", "2"]
+    command += ["--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(command, env=env, stderr=log, stdout=subprocess.DEVNULL)  # noqa: S603
+    try:
+        wait(lambda: "recompute.finished" in log_path.read_text(), 300)
+        yield log_path
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def wait(check: Callable[[], bool], timeout: float, pause: float = 0.001) -> float:
+    """Poll until `check()` holds; return the monotonic time it did; raise on timeout."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bench waited too long; see the worker log")
+        time.sleep(pause)
+    return time.monotonic()
+
+
+def unread(store: RedisStore, scope: Scope) -> int:
+    envelope = store.get(Kind.AGGREGATES, scope)
+    return -1 if envelope is None else int(envelope.data["unread_count"])
+
+
+def shows(store: RedisStore, scope: Scope, count: int) -> Callable[[], bool]:
+    """A check: the scope's stored unread_count is `count`."""
+    return lambda: unread(store, scope) == count
+
+
+def idle(store: RedisStore, settings: Settings) -> bool:
+    """No event run pending or running, and nothing waiting on the events queue."""
+    base = f"{settings.key_prefix}:v1:"
+    for pattern in ("pending:*", "running:*"):
+        if next(store.client.scan_iter(match=base + pattern), None) is not None:
+            return False
+    return int(store.client.llen(settings.events_queue)) == 0
+
+
+def isolated_lags(
+    settings: Settings, engine: Engine, store: RedisStore, publisher: EventPublisher, count: int
+) -> dict[str, list[float]]:
+    """Commit -> visible lag (ms) of `count` isolated is_unread flips, per scope."""
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    track_mutations(sessions, publisher.publish_many)
+    with engine.connect() as conn:
+        ids = conn.scalars(select(Email.id).where(Email.account_id == ACCOUNT).limit(5000)).all()
+    lags: dict[str, list[float]] = {"account": [], "all": []}
+    rng = random.Random(0)
+    for _ in range(count):
+        wait(lambda: idle(store, settings), 60)
+        before = {"account": unread(store, ACCOUNT), "all": unread(store, None)}
+        with sessions() as session:
+            email = session.get_one(Email, rng.choice(ids))
+            delta = -1 if email.is_unread else 1
+            email.is_unread = not email.is_unread
+            started = time.monotonic()
+            session.commit()
+        for name, scope in (("account", ACCOUNT), ("all", None)):
+            target = before[name] + delta
+            seen = wait(shows(store, scope, target), 30)
+            lags[name].append((seen - started) * 1000)
+        time.sleep(rng.uniform(0.02, 0.06))
+    return lags
+
+
+def burst(
+    settings: Settings, engine: Engine, store: RedisStore, publisher: EventPublisher, size: int
+) -> dict[str, Any]:
+    """Update `size` emails in one transaction, publish one event each; time what follows."""
+    wait(lambda: idle(store, settings), 60)
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(Email.id, Email.category_id, Email.is_unread, Email.is_auto_labeled)
+            .add_columns(Email.created_at)
+            .where(Email.account_id == ACCOUNT)
+            .order_by(Email.id)
+            .limit(size)
+        ).all()
+        conn.execute(
+            update(Email)
+            .where(Email.id.in_([r[0] for r in rows]))
+            .values(is_unread=~Email.is_unread)
+        )
+        truth = {
+            scope: conn.scalar(select(func.count()).where(Email.is_unread.is_(True), *where))
+            for scope, where in ((ACCOUNT, [Email.account_id == ACCOUNT]), (None, []))
+        }
+    events = [
+        EmailUpdated(
+            ACCOUNT, r[0], EmailRow(r[1], r[2], r[3], r[4]), EmailRow(r[1], not r[2], r[3], r[4])
+        )
+        for r in rows
+    ]
+    started = time.monotonic()
+    for event in events:
+        publisher.publish(event)
+    published = time.monotonic()
+    right = wait(lambda: all(unread(store, s) == n for s, n in truth.items()), 60)
+    settled = wait(lambda: idle(store, settings), 60)
+    return {
+        "events": len(events),
+        "publish_s": round(published - started, 3),
+        "right_after_last_s": round(right - published, 3),
+        "right_and_idle_after_last_s": round(settled - published, 3),
+    }
+
+
+def event_runs(log_path: Path, skip: int) -> Counter[str]:
+    """Event recomputes per scope the worker logged after its first `skip` lines."""
+    runs: Counter[str] = Counter()
+    for line in log_path.read_text().splitlines()[skip:]:
+        if '"recompute.finished"' in line:
+            record = json.loads(line)
+            if record.get("trigger") == "event":
+                runs[record["scope"]] += 1
+    return runs
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return {
+        "p50_ms": round(cuts[49], 1),
+        "p99_ms": round(cuts[98], 1),
+        "max_ms": round(max(samples), 1),
+    }
+
+
+@click.command()
+@click.option("--emails", type=int, default=100_000, show_default=True)
+@click.option("--accounts", type=int, default=1000, show_default=True)
+@click.option("--events", "isolated", type=int, default=100, show_default=True)
+@click.option("--burst", "burst_size", type=int, default=10_000, show_default=True)
+@click.option(
+    "--pg-admin-url",
+    default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
+    show_default=True,
+    help="A PostgreSQL database to connect to for CREATE/DROP DATABASE.",
+)
+def main(emails: int, accounts: int, isolated: int, burst_size: int, pg_admin_url: str) -> None:
+    """Seed, run a worker, print event freshness lags and the burst's numbers as JSON."""
+    base = Settings.from_env()
+    with bench_database(pg_admin_url) as url, tempfile.TemporaryDirectory() as tmp:
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        settings = replace(base, database_url=url, broker_url=base.redis_url, key_prefix=prefix)
+        engine = make_engine(url)
+        init_db(engine)
+        seed_database(engine, SeedPlan(emails, 20, accounts, 30, 0), clock.now())
+        client = make_redis(settings.redis_url, 5.0)
+        store = RedisStore(client, KeySchema(settings.key_prefix), settings.ttl_seconds)
+        publisher = EventPublisher(settings, client=client)
+        try:
+            with running_worker(settings, Path(tmp) / "worker.log") as log_path:
+                lags = isolated_lags(settings, engine, store, publisher, isolated)
+                wait(lambda: idle(store, settings), 60)
+                skip = len(log_path.read_text().splitlines())
+                result = burst(settings, engine, store, publisher, burst_size)
+                time.sleep(0.5)  # let the last run's log line reach the file
+                runs = event_runs(log_path, skip)
+        finally:
+            publisher.close()
+            keys = list(client.scan_iter(match=f"{settings.key_prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
+            engine.dispose()
+    report = {
+        "emails": emails,
+        "isolated_events": isolated,
+        "lag_account_scope": percentiles(lags["account"]),
+        "lag_all_scope": percentiles(lags["all"]),
+        "burst": {**result, "recomputes_per_scope": dict(runs)},
+    }
+    click.echo(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
