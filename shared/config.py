@@ -34,6 +34,8 @@ ENV_NAMES = {
     "DASHCACHE_EVENT_DEBOUNCE_MS": "event_debounce_ms",
     "DASHCACHE_EVENT_MAX_WAIT_MS": "event_max_wait_ms",
     "DASHCACHE_EVENT_MAX_BATCH": "event_max_batch",
+    "DASHCACHE_SOFT_AGE_SECONDS": "soft_age_seconds",
+    "DASHCACHE_METRICS_FLUSH_SECONDS": "metrics_flush_seconds",
 }
 """Environment variable -> settings attribute."""
 
@@ -56,6 +58,15 @@ class Settings:
     event_debounce_ms: int = 250
     event_max_wait_ms: int = 2000
     event_max_batch: int = 1000
+    soft_age_seconds: int | None = None
+    """Age past which a value counts as stale; None means twice `refresh_seconds`."""
+    metrics_flush_seconds: float = 1.0
+    """How often a process flushes its metric counts to Redis; 0 turns metrics off."""
+
+    @property
+    def soft_age(self) -> int:
+        """The soft age in seconds, its default resolved."""
+        return 2 * self.refresh_seconds if self.soft_age_seconds is None else self.soft_age_seconds
 
     @property
     def schedule_queue(self) -> str:
@@ -69,7 +80,8 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """The environment that `from_env` turns back into these settings (for child processes)."""
-        return {name: str(getattr(self, attr)) for name, attr in ENV_NAMES.items()}
+        values = {name: getattr(self, attr) for name, attr in ENV_NAMES.items()}
+        return {name: str(value) for name, value in values.items() if value is not None}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +113,14 @@ class Settings:
                 env, "DASHCACHE_EVENT_MAX_WAIT_MS", 2000, int, _between(10, 600_000)
             ),
             event_max_batch=_get(env, "DASHCACHE_EVENT_MAX_BATCH", 1000, int, _between(1, 100_000)),
+            # Unset stays None (twice the refresh period); an explicit value must be >= 1.
+            soft_age_seconds=_get(
+                env, "DASHCACHE_SOFT_AGE_SECONDS", 0, int, _between(1, 90 * 86400)
+            )
+            or None,
+            metrics_flush_seconds=_get(
+                env, "DASHCACHE_METRICS_FLUSH_SECONDS", 1.0, float, _flush_period
+            ),
         )
         if settings.ttl_seconds < 2 * settings.refresh_seconds:
             raise ConfigError(
@@ -156,6 +176,12 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
         return None if value in choices else "must be one of " + ", ".join(choices)
 
     return check
+
+
+def _flush_period(value: float) -> str | None:
+    if value == 0 or 0.05 <= value <= 60:
+        return None
+    return "must be 0 (metrics off) or between 0.05 and 60"
 
 
 def _match_prefix(value: str) -> str | None:

@@ -13,6 +13,7 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:running:K:T` | string | an event recompute of kind K, target T is running (PX)     |
 | `P:v1:deadletter`  | list   | rejected event payloads with the reason, newest first      |
 | `P:v1:counters`    | hash   | monotonic counters, e.g. `events.rejected`                 |
+| `P:v1:metrics`     | hash   | metric totals of every process (see shared/metrics.py)     |
 
 A target T is a scope token, or `every` for one grouped pass over every scope.
 
@@ -113,3 +114,8 @@ class KeySchema:
     def counters(self) -> str:
         """The hash of monotonic counters (field -> count)."""
         return f"{self.prefix}:{SCHEMA}:counters"
+
+    @property
+    def metrics(self) -> str:
+        """The hash of metric totals, one field per counter."""
+        return f"{self.prefix}:{SCHEMA}:metrics"

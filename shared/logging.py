@@ -51,7 +51,9 @@ def configure_logging(settings: Settings) -> None:
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: a cached logger keeps the processors of its first use, which hides its
+        # events from structlog.testing.capture_logs. The cost only falls on paths that log.
+        cache_logger_on_first_use=False,
     )
     tail: list[Processor] = [structlog.processors.format_exc_info] if as_json else []
     formatter = structlog.stdlib.ProcessorFormatter(

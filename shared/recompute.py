@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -31,6 +32,11 @@ class RecomputeResult:
     stats: dict[Scope, ScopeStats]
     written: int
     fenced: int
+
+    @property
+    def outcome(self) -> Literal["written", "fenced"]:
+        """`fenced` when the fence rejected any of its values (a newer computation won)."""
+        return "written" if self.fenced == 0 else "fenced"
 
     def envelope(self, kind: Kind, account_id: Scope) -> Envelope:
         """The envelope this recompute produced for one key."""

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from shared.config import Settings
 from shared.db import init_db, make_engine
+from shared.metrics import close_all
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -113,6 +114,7 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards (never FLUSHALL)."""
     prefix = f"dctest-{uuid.uuid4().hex[:10]}"
     yield prefix
+    close_all()  # flush this test's metric counts now, not into a deleted prefix at exit
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:

@@ -13,6 +13,7 @@ from kombu.entity import Queue
 from shared.config import Settings
 from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL
 from shared.logging import configure_logging
+from shared.metrics import close_all
 from worker.runtime import reset_runtime
 from worker.schedule import beat_schedule
 
@@ -59,6 +60,12 @@ def _setup_logging(**_: Any) -> None:
 @signals.worker_process_init.connect
 def _fresh_connections_after_fork(**_: Any) -> None:
     reset_runtime()
+
+
+@signals.worker_process_shutdown.connect
+def _flush_metrics_at_exit(**_: Any) -> None:
+    """Pool children leave through os._exit, which skips atexit: flush the last counts here."""
+    close_all()
 
 
 @signals.worker_ready.connect

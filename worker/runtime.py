@@ -10,18 +10,20 @@ from sqlalchemy import Engine
 from shared.config import Settings
 from shared.db import make_engine
 from shared.keys import KeySchema
+from shared.metrics import Metrics, metrics_for
 from shared.publisher import EventPublisher
 from shared.store import RedisStore, make_redis
 
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """Settings plus the engine, store and event publisher one worker process uses."""
+    """Settings plus the engine, store, event publisher and metrics recorder of one process."""
 
     settings: Settings
     engine: Engine
     store: RedisStore
     publisher: EventPublisher
+    metrics: Metrics
 
 
 @cache
@@ -31,7 +33,8 @@ def runtime() -> Runtime:
     client = make_redis(settings.redis_url, max(settings.redis_timeout_seconds, 5.0))
     store = RedisStore(client, KeySchema(settings.key_prefix), settings.ttl_seconds)
     publisher = EventPublisher(settings, client=client)
-    return Runtime(settings, make_engine(settings.database_url), store, publisher)
+    engine = make_engine(settings.database_url)
+    return Runtime(settings, engine, store, publisher, metrics_for(settings))
 
 
 def reset_runtime() -> None:

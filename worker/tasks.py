@@ -9,11 +9,13 @@ from typing import Any
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared import clock
 from shared.coalesce import recompute_targets
 from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL, WARM_SCOPE
 from shared.ingest import ingest
 from shared.keys import Kind, Scope, check_account_id, scope_token
 from shared.logging import get_logger
+from shared.metrics import Trigger
 from shared.recompute import RecomputeResult, recompute_every_scope, recompute_scope
 from worker.app import app
 from worker.runtime import runtime
@@ -36,6 +38,7 @@ def warm_all() -> int:
     result = _logged(
         "all", lambda: recompute_every_scope(rt.engine, rt.store, rt.settings.max_breakdown)
     )
+    rt.metrics.record_scheduled_run(clock.now())
     return result.written
 
 
@@ -77,13 +80,17 @@ def ingest_events(payload: object) -> int:
 
 
 def _logged(
-    scope: str, run: Callable[[], RecomputeResult], trigger: str = "schedule", **extra: Any
+    scope: str, run: Callable[[], RecomputeResult], trigger: Trigger = "schedule", **extra: Any
 ) -> RecomputeResult:
+    """Run one recompute; log one line and count it in the metrics, whatever happens."""
+    metrics = runtime().metrics
     started = time.perf_counter()
     try:
         result = run()
     except Exception as error:
-        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        duration = time.perf_counter() - started
+        metrics.record_recompute(trigger, "error", duration)
+        duration_ms = round(duration * 1000, 1)
         log.warning(
             "recompute.failed",
             scope=scope,
@@ -94,12 +101,14 @@ def _logged(
             **extra,
         )
         raise
+    duration = time.perf_counter() - started
+    metrics.record_recompute(trigger, result.outcome, duration, fenced=result.fenced)
     log.info(
         "recompute.finished",
         scope=scope,
         trigger=trigger,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        outcome="written" if result.fenced == 0 else "fenced",
+        duration_ms=round(duration * 1000, 1),
+        outcome=result.outcome,
         generation=result.generation,
         scopes=len(result.stats),
         written=result.written,

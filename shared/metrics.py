@@ -1,0 +1,225 @@
+"""Recording metrics: counts kept in process, flushed to one Redis hash in the background.
+
+    metrics = metrics_for(settings)            # one per process and deployment; thread-safe
+    metrics.record_read(Kind.AGGREGATES, "hit")
+    metrics.record_recompute("schedule", "written", duration_s=0.41, fenced=0)
+    metrics.record_event("received")
+    metrics.record_scheduled_run(clock.now())
+
+A record call only adds to a dict under a lock: no I/O on the caller's path. A daemon thread
+flushes the pending counts every `metrics_flush_seconds` with one MULTI/EXEC pipeline of HINCRBY
+(and at exit). A failed flush never raises: its counts go back to pending and are sent by the
+next one. Labels come from closed sets, so pending holds at most one entry per hash field
+(about a hundred) however long Redis is away.
+
+Hash fields of `P:v1:metrics` (label values in the sets below):
+    reads:<kind>:<read outcome>             reads served, by key kind and outcome
+    recomputes:<trigger>:<outcome>          recomputes finished or failed
+    recompute_seconds:<trigger>:<le>        recomputes with duration in (previous le, le]
+    recompute_seconds_sum:<trigger>         their total duration (float)
+    fenced_writes:<trigger>                 values the generation fence rejected
+    events:<event outcome>                  mutation events by what became of them
+    last_scheduled_run                      unix time of the last successful scheduled run
+"""
+
+from __future__ import annotations
+
+import atexit
+import bisect
+import os
+import threading
+import weakref
+from collections import Counter, defaultdict
+from datetime import datetime
+from functools import cache
+from typing import Literal
+
+import redis
+
+from shared.config import Settings
+from shared.errors import InvalidArgument
+from shared.keys import KeySchema, Kind
+from shared.logging import get_logger
+from shared.store import make_redis
+
+log = get_logger(__name__)
+
+ReadOutcome = Literal["hit", "miss", "fallback", "fresh", "stale", "error"]
+Trigger = Literal["schedule", "event", "fallback", "fresh"]
+RecomputeOutcome = Literal["written", "fenced", "error"]
+EventOutcome = Literal["received", "coalesced", "dead_lettered"]
+
+KIND_LABELS = {Kind.AGGREGATES: "aggregates", Kind.BREAKDOWN: "breakdown"}
+READ_OUTCOMES: tuple[ReadOutcome, ...] = ("hit", "miss", "fallback", "fresh", "stale", "error")
+TRIGGERS: tuple[Trigger, ...] = ("schedule", "event", "fallback", "fresh")
+RECOMPUTE_OUTCOMES: tuple[RecomputeOutcome, ...] = ("written", "fenced", "error")
+EVENT_OUTCOMES: tuple[EventOutcome, ...] = ("received", "coalesced", "dead_lettered")
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+"""Upper bounds (seconds) of the recompute duration histogram; `inf` follows the last."""
+BUCKET_LABELS = (*(repr(bound) for bound in BUCKETS), "inf")
+LAST_SCHEDULED_RUN = "last_scheduled_run"
+
+# KEYS: the hash. ARGV: field, unix time. Keeps the larger of the stored and the given time.
+_SET_MAX = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+_recorders: weakref.WeakSet[Metrics] = weakref.WeakSet()
+
+
+class Metrics:
+    """The metrics recorder of one process for one deployment (key prefix)."""
+
+    def __init__(self, client: redis.Redis, keys: KeySchema, flush_seconds: float) -> None:
+        self.client = client
+        self.keys = keys
+        self.flush_seconds = flush_seconds
+        self._set_max = client.register_script(_SET_MAX)
+        self._reset()
+        _recorders.add(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._counts: Counter[str] = Counter()
+        self._sums: defaultdict[str, float] = defaultdict(float)
+        self._last_run = 0.0
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    @property
+    def enabled(self) -> bool:
+        """False when `metrics_flush_seconds` is 0: record calls then do nothing."""
+        return self.flush_seconds > 0
+
+    def record_read(self, kind: Kind, outcome: ReadOutcome) -> None:
+        """Count one read of a `kind` value by how it was served (see README, Metrics)."""
+        if outcome not in READ_OUTCOMES:
+            raise InvalidArgument(f"read outcome must be one of {READ_OUTCOMES}, got {outcome!r}")
+        self._add(f"reads:{KIND_LABELS[kind]}:{outcome}")
+
+    def record_recompute(
+        self, trigger: Trigger, outcome: RecomputeOutcome, duration_s: float, fenced: int = 0
+    ) -> None:
+        """Count one recompute, its duration, and how many of its writes the fence rejected."""
+        if trigger not in TRIGGERS or outcome not in RECOMPUTE_OUTCOMES:
+            raise InvalidArgument(
+                f"trigger must be one of {TRIGGERS} and outcome one of {RECOMPUTE_OUTCOMES}, "
+                f"got {trigger!r}, {outcome!r}"
+            )
+        if not self.enabled:
+            return
+        bucket = BUCKET_LABELS[bisect.bisect_left(BUCKETS, duration_s)]
+        with self._lock:
+            self._counts[f"recomputes:{trigger}:{outcome}"] += 1
+            self._counts[f"recompute_seconds:{trigger}:{bucket}"] += 1
+            if fenced:
+                self._counts[f"fenced_writes:{trigger}"] += fenced
+            self._sums[f"recompute_seconds_sum:{trigger}"] += duration_s
+            self._start_locked()
+
+    def record_event(self, outcome: EventOutcome) -> None:
+        """Count one mutation event by what became of it."""
+        if outcome not in EVENT_OUTCOMES:
+            raise InvalidArgument(f"event outcome must be one of {EVENT_OUTCOMES}, got {outcome!r}")
+        self._add(f"events:{outcome}")
+
+    def record_scheduled_run(self, finished_at: datetime) -> None:
+        """Note a successful scheduled recompute (health checks how long ago the last one was)."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self._last_run = max(self._last_run, finished_at.timestamp())
+            self._start_locked()
+
+    def flush(self) -> bool:
+        """Send pending counts to Redis now; False (counts kept for later) when Redis fails."""
+        with self._lock:
+            counts, sums, last_run = self._counts, self._sums, self._last_run
+            self._counts, self._sums, self._last_run = Counter(), defaultdict(float), 0.0
+        if not counts and not sums and not last_run:
+            return True
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            for field, count in counts.items():
+                pipe.hincrby(self.keys.metrics, field, count)
+            for field, total in sums.items():
+                pipe.hincrbyfloat(self.keys.metrics, field, total)
+            if last_run:
+                self._set_max(
+                    keys=[self.keys.metrics], args=[LAST_SCHEDULED_RUN, last_run], client=pipe
+                )
+            pipe.execute()
+        except redis.RedisError as error:
+            with self._lock:
+                self._counts.update(counts)
+                for field, total in sums.items():
+                    self._sums[field] += total
+                self._last_run = max(self._last_run, last_run)
+            if not self._failing:
+                log.warning("metrics.flush_failed", error=f"{type(error).__name__}: {error}")
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("metrics.flush_recovered")
+        self._failing = False
+        return True
+
+    def close(self) -> None:
+        """Stop the flushing thread and flush what is pending (best effort)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=self.flush_seconds + 5)
+        self.flush()
+        self.client.close()
+
+    def _add(self, field: str) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self._counts[field] += 1
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="dashcache-metrics", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self.flush()
+
+
+@cache
+def _shared(redis_url: str, prefix: str, timeout: float, flush_seconds: float) -> Metrics:
+    client = make_redis(redis_url, timeout)
+    return Metrics(client, KeySchema(prefix), flush_seconds)
+
+
+def metrics_for(settings: Settings) -> Metrics:
+    """This process's recorder for the deployment `settings` name (built on first use)."""
+    return _shared(
+        settings.redis_url,
+        settings.key_prefix,
+        settings.redis_timeout_seconds,
+        settings.metrics_flush_seconds,
+    )
+
+
+def close_all() -> None:
+    """Flush and stop every recorder of this process (at exit)."""
+    for metrics in list(_recorders):
+        metrics.close()
+
+
+def _forget_after_fork() -> None:
+    """A forked child starts with no pending counts (the parent sends its own) and no thread."""
+    for metrics in list(_recorders):
+        metrics._reset()
+
+
+atexit.register(close_all)
+os.register_at_fork(after_in_child=_forget_after_fork)
