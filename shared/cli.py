@@ -1,48 +1,23 @@
-"""The `dashcache` command: set up the database, seed demo data, warm and read values."""
+"""The `dashcache` command: set up the database, seed demo data, warm and read values.
+
+The observability commands (stats, health, metrics) live in `shared.cli_observe`.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
 
 import click
-from redis import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 
 from shared import clock
+from shared.cli_observe import health, metrics, stats
+from shared.cli_support import friendly_errors
 from shared.config import Settings
 from shared.db import init_db, make_engine
-from shared.errors import DashcacheError
 from shared.logging import configure_logging, redact
 from shared.reader import DashboardReader
 from shared.recompute import recompute_every_scope, recompute_scope
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
-
-
-def friendly_errors(command: F) -> F:
-    """Turn dashcache, Redis and database errors into one readable line and an exit code."""
-
-    @wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except DashcacheError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(EXIT_USAGE)
-        except (RedisError, SQLAlchemyError) as error:
-            what = "Redis" if isinstance(error, RedisError) else "the database"
-            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            click.echo(f"error: cannot reach {what}: {redact(detail)}", err=True)
-            sys.exit(EXIT_UNAVAILABLE)
-
-    return run  # type: ignore[return-value]
 
 
 @click.group()
@@ -53,6 +28,11 @@ def main(ctx: click.Context) -> None:
     settings = Settings.from_env()
     configure_logging(settings)
     ctx.obj = settings
+
+
+main.add_command(stats)
+main.add_command(health)
+main.add_command(metrics)
 
 
 @main.group()
