@@ -1,0 +1,204 @@
+"""Metrics: counts move by exactly what reads and recomputes did, across processes and outages."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
+
+from shared.config import Settings
+from shared.dispatch import WARM_SCOPE, TaskSender
+from shared.errors import InvalidArgument
+from shared.keys import KeySchema, Kind
+from shared.metrics import Metrics
+from shared.reader import DashboardReader
+from shared.totals import Totals, read_totals
+from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.processes import redis_server, worker_process
+
+CLOSED_DB = "postgresql+psycopg2://postgres@127.0.0.1:1/none"
+
+
+@pytest.fixture
+def data(pg: Engine) -> None:
+    add_categories(pg, ["work", "news"])
+    add_emails(pg, [Row(1, 1, True, False, NOW), Row(2, 2, False, True, NOW)])
+
+
+@pytest.fixture
+def reader(settings: Settings) -> Iterator[DashboardReader]:
+    r = DashboardReader.from_settings(settings)
+    yield r
+    r.close()
+
+
+def totals_of(settings: Settings, redis_client: redis.Redis) -> Totals:
+    return read_totals(redis_client, KeySchema(settings.key_prefix))
+
+
+@pytest.mark.usefixtures("data")
+def test_reads_count_exactly(
+    settings: Settings, reader: DashboardReader, redis_client: redis.Redis
+) -> None:
+    """A scripted sequence of hits, misses, fallbacks and a failed read gives exactly its counts."""
+    reader.get_aggregates(account_id=1)  # miss, fallback (stores both kinds of scope a1)
+    reader.get_aggregates(account_id=1)  # hit
+    reader.get_category_breakdown(limit=2, account_id=1)  # hit
+    reader.get_category_breakdown(limit=2, account_id=2)  # miss, fallback
+    broken = DashboardReader.from_settings(replace(settings, database_url=CLOSED_DB))
+    with pytest.raises(OperationalError):
+        broken.get_category_breakdown(limit=2, account_id=3)  # miss, failed fallback
+    broken.close()
+    assert broken.metrics is reader.metrics  # one recorder per process and deployment
+    assert reader.metrics.flush()
+    totals = totals_of(settings, redis_client)
+    assert totals.reads == {
+        ("aggregates", "miss"): 1,
+        ("aggregates", "fallback"): 1,
+        ("aggregates", "hit"): 1,
+        ("breakdown", "hit"): 1,
+        ("breakdown", "miss"): 2,
+        ("breakdown", "fallback"): 1,
+        ("breakdown", "error"): 1,
+    }
+    assert totals.recomputes == {("fallback", "written"): 2, ("fallback", "error"): 1}
+    assert totals.durations["fallback"].count == 3
+    assert totals.hit_ratio == pytest.approx(2 / 5)
+
+
+@pytest.mark.usefixtures("data")
+def test_fallback_logs_and_hit_does_not(reader: DashboardReader) -> None:
+    """A fallback logs one reader.fallback line with its fields; a hit logs nothing."""
+    with capture_logs() as logs:
+        reader.get_aggregates(account_id=2)
+        reader.get_aggregates(account_id=2)
+    assert [line["event"] for line in logs] == ["reader.fallback"]
+    line = logs[0]
+    assert line["kind"] == "aggregates"
+    assert line["scope"] == "a2"
+    assert line["outcome"] == "written"
+    assert line["fenced"] == 0
+    assert {"duration_ms", "generation"} <= line.keys()
+
+
+def test_recompute_histogram_and_fenced(settings: Settings, redis_client: redis.Redis) -> None:
+    """Durations land in their buckets with their sum; fenced writes add up per trigger."""
+    keys = KeySchema(settings.key_prefix)
+    metrics = Metrics(redis.Redis.from_url(settings.redis_url), keys, flush_seconds=60)
+    metrics.record_recompute("schedule", "written", 0.003)
+    metrics.record_recompute("schedule", "fenced", 0.2, fenced=3)
+    metrics.record_recompute("event", "fenced", 500.0, fenced=1)
+    metrics.record_event("received")
+    metrics.record_event("received")
+    metrics.record_event("dead_lettered")
+    metrics.close()
+    totals = read_totals(redis_client, keys)
+    assert totals.durations["schedule"].buckets == {"0.005": 1, "0.25": 1}
+    assert totals.durations["schedule"].sum_seconds == pytest.approx(0.203)
+    assert totals.durations["event"].buckets == {"inf": 1}
+    assert totals.fenced_writes == {"schedule": 3, "event": 1}
+    assert totals.events == {"received": 2, "dead_lettered": 1}
+
+
+def test_bad_label_and_metrics_off(settings: Settings, redis_client: redis.Redis) -> None:
+    """An unknown label is a typed error; with a flush period of 0 nothing is recorded."""
+    keys = KeySchema(settings.key_prefix)
+    client = redis.Redis.from_url(settings.redis_url)
+    with pytest.raises(InvalidArgument, match="read outcome"):
+        Metrics(client, keys, flush_seconds=60).record_read(Kind.AGGREGATES, "served")  # type: ignore[arg-type]
+    off = Metrics(client, keys, flush_seconds=0)
+    off.record_read(Kind.AGGREGATES, "hit")
+    off.record_scheduled_run(NOW)
+    off.close()
+    assert redis_client.exists(keys.metrics) == 0
+
+
+def test_background_thread_flushes(settings: Settings, redis_client: redis.Redis) -> None:
+    """Counts reach Redis within a flush period without anyone calling flush."""
+    keys = KeySchema(settings.key_prefix)
+    metrics = Metrics(redis.Redis.from_url(settings.redis_url), keys, flush_seconds=0.05)
+    metrics.record_read(Kind.BREAKDOWN, "hit")
+    deadline = time.monotonic() + 10
+    while redis_client.hget(keys.metrics, "reads:breakdown:hit") is None:
+        assert time.monotonic() < deadline, "the background flush never came"
+        time.sleep(0.02)
+    metrics.close()
+    assert redis_client.hget(keys.metrics, "reads:breakdown:hit") == b"1"
+
+
+def test_failed_flush_keeps_counts_until_redis_is_back(key_prefix: str) -> None:
+    """While Redis is down, flushing fails quietly and keeps counts; they arrive once it is back."""
+    keys = KeySchema(key_prefix)
+    with redis_server() as server:
+        client = redis.Redis.from_url(server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        metrics = Metrics(client, keys, flush_seconds=60)
+        for _ in range(3):
+            metrics.record_read(Kind.AGGREGATES, "hit")
+        metrics.record_scheduled_run(NOW - timedelta(seconds=5))
+        server.stop()
+        with capture_logs() as logs:
+            assert not metrics.flush()
+            metrics.record_read(Kind.AGGREGATES, "hit")
+            metrics.record_scheduled_run(NOW)
+            assert not metrics.flush()
+            server.start()
+            assert metrics.flush()
+        assert [line["event"] for line in logs] == [
+            "metrics.flush_failed",
+            "metrics.flush_recovered",
+        ]
+        totals = read_totals(client, keys)
+        metrics.close()
+    assert totals.reads == {("aggregates", "hit"): 4}
+    assert totals.last_scheduled_run == NOW
+
+
+def test_forked_child_does_not_resend_parent_counts(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """A forked child starts with nothing pending, so counts are never sent twice."""
+    keys = KeySchema(settings.key_prefix)
+    metrics = Metrics(redis.Redis.from_url(settings.redis_url), keys, flush_seconds=60)
+    metrics.record_read(Kind.AGGREGATES, "hit")
+    pid = os.fork()
+    if pid == 0:
+        metrics.record_read(Kind.AGGREGATES, "miss")
+        os._exit(0 if metrics.flush() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    metrics.close()
+    assert read_totals(redis_client, keys).reads == {
+        ("aggregates", "hit"): 1,
+        ("aggregates", "miss"): 1,
+    }
+
+
+def test_worker_counts_scheduled_recomputes(
+    settings: Settings, pg: Engine, redis_client: redis.Redis
+) -> None:
+    """A real worker counts its start-up warm_all and a warm_scope, and notes the scheduled run."""
+    add_categories(pg, ["work"])
+    settings = replace(settings, metrics_flush_seconds=0.1)
+    with worker_process(settings) as worker:
+        worker.wait_for("recompute.finished")
+        sender = TaskSender(settings)
+        sender.send(WARM_SCOPE, [7], settings.schedule_queue)
+        sender.close()
+        worker.lines_with("recompute.finished", 2)
+        deadline = time.monotonic() + 20
+        totals = totals_of(settings, redis_client)
+        while totals.durations.get("schedule") is None or totals.durations["schedule"].count < 2:
+            assert time.monotonic() < deadline, f"counts never arrived: {totals}"
+            time.sleep(0.05)
+            totals = totals_of(settings, redis_client)
+    assert totals.recomputes == {("schedule", "written"): 2}
+    assert totals.last_scheduled_run is not None
+    assert abs(time.time() - totals.last_scheduled_run.timestamp()) < 60
