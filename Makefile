@@ -25,6 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared worker tests
 	$(BIN)/mypy
 
+# Read-path cost of metrics (needs Redis on REDIS_URL; prints medians, asserts nothing).
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench_read_metrics
+
 format: $(STAMP)
 	$(BIN)/ruff format shared worker tests
 	$(BIN)/ruff check --fix shared worker tests
