@@ -190,7 +190,10 @@ class Metrics:
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # keep flushing: an unexpected error must not end the thread
+                log.exception("metrics.flush_crashed")
 
 
 @cache
