@@ -32,7 +32,9 @@ rows = st.lists(
     ),
     max_size=40,
 )
-name_text = st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=8)
+name_text = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1, max_size=8
+)
 category_names = st.lists(name_text, min_size=4, max_size=4, unique=True)
 
 
