@@ -36,6 +36,7 @@ def ingest(payload: object, publisher: EventPublisher) -> int:
         events = decode_batch(payload, publisher.settings.event_max_batch)
     except InvalidEvent as error:
         dead_letter(publisher.client, KeySchema(publisher.settings.key_prefix), payload, error)
+        publisher.metrics.record_event("dead_lettered")
         return 0
     publisher.publish_many(events)
     return len(events)

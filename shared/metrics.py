@@ -215,7 +215,10 @@ def metrics_for(settings: Settings) -> Metrics:
 def close_all() -> None:
     """Flush and stop every recorder of this process (at exit)."""
     for metrics in list(_recorders):
-        metrics.close()
+        try:
+            metrics.close()
+        except Exception:  # one broken recorder must not keep the others from flushing
+            log.exception("metrics.flush_crashed")
 
 
 def _forget_after_fork() -> None:

@@ -16,8 +16,9 @@ from shared.config import Settings
 from shared.dispatch import RECOMPUTE_TARGETS, TaskSender
 from shared.event_types import Event
 from shared.keys import KeySchema
+from shared.metrics import metrics_for
 from shared.store import make_redis
-from shared.targeting import targets_of_all
+from shared.targeting import Target, targets_of, targets_of_all
 
 
 class EventPublisher:
@@ -33,6 +34,7 @@ class EventPublisher:
         self.client = client or make_redis(settings.redis_url, settings.redis_timeout_seconds)
         self.sender = sender or TaskSender(settings)
         self.coalescer = Coalescer(self.client, KeySchema(settings.key_prefix), settings)
+        self.metrics = metrics_for(settings)
 
     def publish(self, event: Event) -> list[Run]:
         """Publish one event; return the runs it caused (empty when its keys were pending)."""
@@ -40,13 +42,29 @@ class EventPublisher:
 
     def publish_many(self, events: Iterable[Event]) -> list[Run]:
         """Publish a batch (one transaction's events): one mark for all of its keys."""
-        runs = self.coalescer.mark(targets_of_all(events))
+        batch = list(events)
+        runs = self.coalescer.mark(targets_of_all(batch))
         for run in runs:
             args = [run.scope, [kind.value for kind in run.kinds]]
             self.sender.send(
                 RECOMPUTE_TARGETS, args, self.settings.events_queue, countdown=run.countdown
             )
+        self._count(batch, runs)
         return runs
+
+    def _count(self, batch: list[Event], runs: list[Run]) -> None:
+        """Count every event received, and as coalesced each that caused no run of its own.
+
+        A started target belongs to the first event of the batch that made it stale; an event
+        left with none rode on a pending run or on an earlier event of its batch.
+        """
+        unclaimed = {Target(kind, run.scope) for run in runs for kind in run.kinds}
+        for event in batch:
+            self.metrics.record_event("received")
+            mine = targets_of(event) & unclaimed
+            unclaimed -= mine
+            if not mine:
+                self.metrics.record_event("coalesced")
 
     def close(self) -> None:
         """Release the Redis and broker connections."""

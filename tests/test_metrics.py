@@ -17,6 +17,8 @@ from structlog.testing import capture_logs
 from shared.config import Settings
 from shared.dispatch import WARM_SCOPE, TaskSender
 from shared.errors import InvalidArgument
+from shared.events import EmailCreated, EmailRow, EmailUpdated, EventPublisher
+from shared.ingest import ingest
 from shared.keys import KeySchema, Kind
 from shared.metrics import Metrics
 from shared.reader import DashboardReader
@@ -87,6 +89,25 @@ def test_fallback_logs_and_hit_does_not(reader: DashboardReader) -> None:
     assert line["outcome"] == "written"
     assert line["fenced"] == 0
     assert {"duration_ms", "generation"} <= line.keys()
+
+
+def test_events_received_coalesced_and_dead_lettered(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """Published events count as received, those causing no run of their own as coalesced."""
+    row = EmailRow(1, True, False, NOW)
+    publisher = EventPublisher(settings)
+    publisher.publish(EmailCreated(5, 1, row))  # new runs for a5 and all
+    publisher.publish_many([EmailCreated(5, 2, row), EmailCreated(6, 3, row)])  # a6 only is new
+    publisher.publish(EmailUpdated(5, 1, row, row))  # changes no counted field: no run
+    assert ingest([{"type": "email.archived"}], publisher) == 0
+    assert publisher.metrics.flush()
+    publisher.close()
+    assert totals_of(settings, redis_client).events == {
+        "received": 4,
+        "coalesced": 2,
+        "dead_lettered": 1,
+    }
 
 
 def test_recompute_histogram_and_fenced(settings: Settings, redis_client: redis.Redis) -> None:
@@ -184,7 +205,7 @@ def test_forked_child_does_not_resend_parent_counts(
 def test_worker_counts_scheduled_recomputes(
     settings: Settings, pg: Engine, redis_client: redis.Redis
 ) -> None:
-    """A real worker counts its start-up warm_all and a warm_scope, and notes the scheduled run."""
+    """A real worker counts its start-up warm_all, a warm_scope and an event's two runs."""
     add_categories(pg, ["work"])
     settings = replace(settings, metrics_flush_seconds=0.1)
     with worker_process(settings) as worker:
@@ -193,12 +214,16 @@ def test_worker_counts_scheduled_recomputes(
         sender.send(WARM_SCOPE, [7], settings.schedule_queue)
         sender.close()
         worker.lines_with("recompute.finished", 2)
+        publisher = EventPublisher(settings)
+        publisher.publish(EmailCreated(7, 1, EmailRow(1, True, False, NOW)))  # runs a7 and all
+        publisher.close()
+        worker.lines_with("recompute.finished", 4)
         deadline = time.monotonic() + 20
         totals = totals_of(settings, redis_client)
-        while totals.durations.get("schedule") is None or totals.durations["schedule"].count < 2:
+        while sum(d.count for d in totals.durations.values()) < 4:
             assert time.monotonic() < deadline, f"counts never arrived: {totals}"
             time.sleep(0.05)
             totals = totals_of(settings, redis_client)
-    assert totals.recomputes == {("schedule", "written"): 2}
+    assert totals.recomputes == {("schedule", "written"): 2, ("event", "written"): 2}
     assert totals.last_scheduled_run is not None
     assert abs(time.time() - totals.last_scheduled_run.timestamp()) < 60
