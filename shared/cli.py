@@ -12,8 +12,6 @@ import click
 
 from shared import clock
 from shared.cli_observe import health, metrics, stats
-from shared.cli_support import EXIT_UNAVAILABLE as EXIT_UNAVAILABLE  # re-exported
-from shared.cli_support import EXIT_USAGE as EXIT_USAGE  # re-exported
 from shared.cli_support import friendly_errors
 from shared.config import Settings
 from shared.db import init_db, make_engine

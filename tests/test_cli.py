@@ -8,7 +8,8 @@ import socket
 import pytest
 from click.testing import CliRunner
 
-from shared.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
+from shared.cli import main
+from shared.cli_support import EXIT_UNAVAILABLE, EXIT_USAGE
 from shared.config import Settings
 
 
