@@ -14,10 +14,12 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:deadletter`  | list   | rejected event payloads with the reason, newest first      |
 | `P:v1:counters`    | hash   | monotonic counters, e.g. `events.rejected`                 |
 | `P:v1:metrics`     | hash   | metric totals of every process (see shared/metrics.py)     |
+| `P:beat:...`       | (many) | beat's schedule and leader lock (RedBeat), outside `v1`    |
 
 A target T is a scope token, or `every` for one grouped pass over every scope.
 
 Bump `SCHEMA` when a value's shape changes: old and new workers then never read each other's keys.
+Beat's keys stay outside the schema version, so beats of two versions still share one lock.
 """
 
 from __future__ import annotations
@@ -119,3 +121,8 @@ class KeySchema:
     def metrics(self) -> str:
         """The hash of metric totals, one field per counter."""
         return f"{self.prefix}:{SCHEMA}:metrics"
+
+    @property
+    def beat(self) -> str:
+        """Prefix of beat's schedule and leader lock (RedBeat's `redbeat_key_prefix`)."""
+        return f"{self.prefix}:beat:"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 import structlog
@@ -15,7 +13,7 @@ from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL
 from shared.logging import configure_logging
 from shared.metrics import close_all
 from worker.runtime import reset_runtime
-from worker.schedule import beat_schedule
+from worker.schedule import beat_config
 
 settings = Settings.from_env()
 
@@ -31,6 +29,7 @@ app.conf.update(
     accept_content=["json"],
     result_serializer="json",
     task_ignore_result=True,
+    result_expires=None,  # no result backend, so no daily backend_cleanup entry in beat
     result_backend=None,
     task_acks_late=True,
     worker_prefetch_multiplier=1,
@@ -47,8 +46,7 @@ app.conf.update(
         RECOMPUTE_TARGETS: {"queue": settings.events_queue},
         INGEST_EVENTS: {"queue": settings.events_queue},
     },
-    beat_schedule=beat_schedule(settings),
-    beat_schedule_filename=os.path.join(tempfile.gettempdir(), f"{settings.key_prefix}-beat"),
+    **beat_config(settings),
 )
 
 

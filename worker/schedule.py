@@ -1,4 +1,4 @@
-"""Beat's schedule: recompute every scope each refresh period."""
+"""Beat's schedule (recompute every scope each refresh period) and its singleton set-up."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.config import Settings
 from shared.dispatch import WARM_ALL
+from shared.keys import KeySchema
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -18,4 +19,35 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": timedelta(seconds=period),
             "options": {"queue": settings.schedule_queue, "expires": period},
         }
+    }
+
+
+def beat_loop_seconds(settings: Settings) -> int:
+    """Beat's longest sleep: how often a standby tries the lock and the leader renews it."""
+    return min(5, settings.refresh_seconds)
+
+
+def beat_lock_seconds(settings: Settings) -> int:
+    """The leader lock's lifetime: five loops, so a slow tick never loses it by accident.
+
+    A standby takes over at most this plus one loop after the leader dies (30 s by default).
+    """
+    return 5 * beat_loop_seconds(settings)
+
+
+def beat_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings of the singleton beat: schedule and lock in the cache Redis."""
+    timeout = max(settings.redis_timeout_seconds, 5.0)
+    return {
+        "beat_schedule": beat_schedule(settings),
+        "beat_scheduler": "worker.beat:SingletonScheduler",
+        "beat_max_loop_interval": beat_loop_seconds(settings),
+        "redbeat_redis_url": settings.redis_url,
+        "redbeat_key_prefix": KeySchema(settings.key_prefix).beat,
+        "redbeat_lock_timeout": beat_lock_seconds(settings),
+        "redbeat_redis_options": {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "health_check_interval": 30,
+        },
     }
