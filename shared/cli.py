@@ -12,12 +12,13 @@ import click
 
 from shared import clock
 from shared.cli_observe import health, metrics, stats
-from shared.cli_support import friendly_errors
+from shared.cli_support import EXIT_DIFFERENT, friendly_errors
 from shared.config import Settings
 from shared.db import init_db, make_engine
 from shared.logging import configure_logging, redact
 from shared.reader import DashboardReader
 from shared.recompute import recompute_every_scope, recompute_scope
+from shared.verify import verify as verify_cache
 
 
 @click.group()
@@ -121,3 +122,24 @@ def get(settings: Settings, what: str, limit: int, account_id: int | None) -> No
         "generation": value.generation,
     }
     click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.pass_obj
+@friendly_errors
+def verify(settings: Settings) -> None:
+    """Compare every warmed value with a fresh computation as of its computed_at.
+
+    Prints each difference and exits 1 when there is one; run it once writes have quiesced.
+    """
+    reader = DashboardReader.from_settings(settings)
+    try:
+        report = verify_cache(reader.engine, reader.store, settings.max_breakdown)
+    finally:
+        reader.close()
+    for difference in report.differences:
+        click.echo(str(difference))
+    keys = len({difference.key for difference in report.differences})
+    click.echo(f"checked {report.checked} values: {keys} differ, {report.missing} missing")
+    if not report.ok:
+        sys.exit(EXIT_DIFFERENT)

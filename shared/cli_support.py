@@ -16,6 +16,7 @@ from shared.logging import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_DIFFERENT = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
