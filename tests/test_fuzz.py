@@ -1,0 +1,127 @@
+"""Property-based fuzzing of settings, key building and reader arguments.
+
+Every input either works or raises the documented typed error, and no key of one scope or one
+deployment can be produced for another.
+"""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+
+from shared.config import ENV_NAMES, Settings
+from shared.errors import ConfigError, InvalidArgument
+from shared.keys import SCHEMA, KeySchema, Kind, check_account_id, parse_scope_token, scope_token
+from shared.reader import DashboardReader
+
+PREFIX_CHARS = string.ascii_letters + string.digits + "_.-"
+prefixes = st.text(PREFIX_CHARS, min_size=1, max_size=64)
+scopes = st.none() | st.integers(min_value=0, max_value=2**63 - 1)
+anything = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.binary(max_size=8)
+    | st.lists(st.integers(), max_size=2)
+)
+# The first draw of unicode text builds Hypothesis's character map (once per checkout): not slow
+# generation, so that health check is off here.
+fuzz = hyp_settings(suppress_health_check=[HealthCheck.too_slow])
+env_values = st.one_of(
+    st.text(max_size=30),
+    st.integers().map(str),
+    st.floats().map(str),
+    st.sampled_from(["redis://h:1/0", "rediss://h", "postgresql://u:p@h/db", "json", "debug"]),
+)
+
+
+@fuzz
+@given(st.dictionaries(st.sampled_from(sorted(ENV_NAMES)), env_values))
+def test_settings_parse_or_raise_config_error(env: dict[str, str]) -> None:
+    """Any environment gives valid settings that round-trip, or a ConfigError naming a variable."""
+    try:
+        parsed = Settings.from_env(env)
+    except ConfigError as error:
+        problem = str(error)
+    else:
+        assert Settings.from_env(parsed.to_env()) == parsed
+        return
+    assert any(name in problem for name in ENV_NAMES)
+
+
+@fuzz
+@given(st.text(max_size=12) | st.from_regex(r"a[0-9]{1,25}", fullmatch=True))
+def test_scope_tokens_parse_only_what_scope_token_produces(token: str) -> None:
+    """A token parses to a scope that prints back as the same token, or raises InvalidArgument."""
+    try:
+        scope = parse_scope_token(token)
+    except InvalidArgument:
+        return
+    assert scope_token(scope) == token
+
+
+@given(scopes)
+def test_scope_tokens_round_trip(account_id: int | None) -> None:
+    """Every valid scope prints as a token that parses back to it."""
+    assert parse_scope_token(scope_token(account_id)) == account_id
+
+
+@fuzz
+@given(anything)
+def test_account_id_is_valid_or_invalid_argument(value: object) -> None:
+    """check_account_id returns None or an int in range, or raises InvalidArgument."""
+    try:
+        scope = check_account_id(value)
+    except InvalidArgument:
+        return
+    assert scope is None or (type(scope) is int and 0 <= scope < 2**63)
+
+
+@given(prefixes, st.sampled_from(Kind), scopes, prefixes, st.sampled_from(Kind), scopes)
+def test_keys_stay_under_their_prefix_and_never_collide(
+    prefix: str,
+    kind: Kind,
+    scope: int | None,
+    other_prefix: str,
+    other_kind: Kind,
+    other: int | None,
+) -> None:
+    """A key starts with its prefix; two keys are equal only for one prefix, kind and scope."""
+    key = KeySchema(prefix).value(kind, scope)
+    assert key.startswith(f"{prefix}:{SCHEMA}:")
+    same = (prefix, kind, scope) == (other_prefix, other_kind, other)
+    assert (key == KeySchema(other_prefix).value(other_kind, other)) == same
+    assert not KeySchema(prefix).beat.startswith(f"{prefix}:{SCHEMA}:")
+
+
+@pytest.fixture
+def reader(settings: Settings) -> DashboardReader:
+    """A reader on the test database and this test's prefix."""
+    reader = DashboardReader.from_settings(settings)
+    yield reader  # type: ignore[misc]
+    reader.close()
+
+
+@hyp_settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(limit=anything | st.integers(-3, 60), account_id=anything | scopes)
+def test_reader_arguments_work_or_raise_invalid_argument(
+    reader: DashboardReader, limit: object, account_id: object
+) -> None:
+    """Reader calls with any arguments return the scope's own value or raise InvalidArgument."""
+    try:
+        value = reader.get_category_breakdown(limit=limit, account_id=account_id)  # type: ignore[arg-type]
+    except InvalidArgument:
+        return
+    assert value.data == {}
+    aggregates = reader.get_aggregates(account_id=account_id)  # type: ignore[arg-type]
+    assert aggregates.data["total_emails"] == 0
