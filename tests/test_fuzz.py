@@ -1,4 +1,4 @@
-"""Property-based fuzzing of settings, key building and reader arguments.
+"""Property-based fuzzing of settings, event decoding, key building and reader arguments.
 
 Every input either works or raises the documented typed error, and no key of one scope or one
 deployment can be produced for another.
@@ -6,6 +6,7 @@ deployment can be produced for another.
 
 from __future__ import annotations
 
+import json
 import string
 
 import pytest
@@ -14,7 +15,19 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from shared.config import ENV_NAMES, Settings
-from shared.errors import ConfigError, InvalidArgument
+from shared.errors import ConfigError, InvalidArgument, InvalidEvent
+from shared.event_types import (
+    MAX_ID,
+    CategoriesChanged,
+    CategoryChange,
+    EmailCreated,
+    EmailDeleted,
+    EmailRow,
+    EmailUpdated,
+    decode_batch,
+    decode_event,
+    encode_event,
+)
 from shared.keys import SCHEMA, KeySchema, Kind, check_account_id, parse_scope_token, scope_token
 from shared.reader import DashboardReader
 
@@ -125,3 +138,66 @@ def test_reader_arguments_work_or_raise_invalid_argument(
     assert value.data == {}
     aggregates = reader.get_aggregates(account_id=account_id)  # type: ignore[arg-type]
     assert aggregates.data["total_emails"] == 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+ids = st.integers(0, MAX_ID)
+rows = st.builds(
+    EmailRow,
+    st.none() | ids,
+    st.booleans(),
+    st.booleans(),
+    st.datetimes(timezones=st.timezones()).filter(lambda moment: moment.utcoffset() is not None),
+)
+events = st.one_of(
+    st.builds(EmailCreated, ids, ids, rows),
+    st.builds(EmailUpdated, ids, ids, rows, rows),
+    st.builds(EmailDeleted, ids, ids, rows),
+    st.builds(
+        CategoriesChanged, st.lists(ids, max_size=3).map(tuple), st.sampled_from(CategoryChange)
+    ),
+)
+
+
+@fuzz
+@given(json_values)
+def test_any_json_batch_decodes_or_names_the_bad_field(payload: object) -> None:
+    """Any JSON value decodes to events or raises InvalidEvent whose field is under `events`."""
+    try:
+        decoded = decode_batch(payload, max_batch=5)
+    except InvalidEvent as error:
+        field = error.field
+    else:
+        assert isinstance(decoded, list)
+        return
+    assert field is not None
+    assert field.startswith("events")
+
+
+@fuzz
+@given(events)
+def test_events_round_trip_through_json(event: object) -> None:
+    """Every event's wire form, through JSON text, decodes back to the same event."""
+    wire = json.loads(json.dumps([encode_event(event)]))  # type: ignore[arg-type]
+    assert decode_batch(wire, max_batch=1) == [event]
+
+
+@fuzz
+@given(events, st.data())
+def test_a_corrupted_field_decodes_or_is_named(event: object, data: st.DataObject) -> None:
+    """Replacing any field of a valid event gives an event or an InvalidEvent naming a field."""
+    wire = encode_event(event)  # type: ignore[arg-type]
+    name = data.draw(st.sampled_from(sorted(wire)))
+    wire[name] = data.draw(json_values)
+    try:
+        decode_event(wire)
+    except InvalidEvent as error:
+        field = error.field
+    else:
+        return
+    assert field is not None
+    assert field.startswith("event.")
