@@ -46,7 +46,7 @@ class SingletonScheduler(RedBeatScheduler):
                 interval: float = super().tick(**kwargs)
                 return interval
         except RedisError as error:
-            self.leading = False
+            # Leadership stays as it was: the next renewal tells whether the lock is still ours.
             log.warning("beat.redis_unavailable", error=redact(f"{type(error).__name__}: {error}"))
         return float(self.max_interval)
 
