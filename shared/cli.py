@@ -9,15 +9,18 @@ import json
 import sys
 
 import click
+from sqlalchemy import Engine
 
 from shared import clock
 from shared.cli_observe import health, metrics, stats
 from shared.cli_support import EXIT_DIFFERENT, friendly_errors
 from shared.config import Settings
 from shared.db import init_db, make_engine
+from shared.keys import KeySchema
 from shared.logging import configure_logging, redact
 from shared.reader import DashboardReader
 from shared.recompute import recompute_every_scope, recompute_scope
+from shared.store import RedisStore, make_redis
 from shared.verify import verify as verify_cache
 
 
@@ -79,16 +82,15 @@ def seed(
 @friendly_errors
 def warm(settings: Settings, account_id: int | None) -> None:
     """Recompute now, in this process, and write through the fence."""
-    reader = DashboardReader.from_settings(settings)
+    engine, store = _worker_connections(settings)
     try:
         if account_id is None:
-            result = recompute_every_scope(reader.engine, reader.store, settings.max_breakdown)
+            result = recompute_every_scope(engine, store, settings.max_breakdown)
         else:
-            result = recompute_scope(
-                reader.engine, reader.store, account_id, settings.max_breakdown
-            )
+            result = recompute_scope(engine, store, account_id, settings.max_breakdown)
     finally:
-        reader.close()
+        store.client.close()
+        engine.dispose()
     summary = {
         "scopes": len(result.stats),
         "written": result.written,
@@ -102,16 +104,27 @@ def warm(settings: Settings, account_id: int | None) -> None:
 @click.argument("what", type=click.Choice(["aggregates", "breakdown"]))
 @click.option("--limit", type=int, default=10, show_default=True, help="Breakdown size.")
 @click.option("--account-id", type=int, default=None, help="One account; default: all accounts.")
+@click.option("--fresh", is_flag=True, help="Compute from the database now.")
+@click.option("--max-age", type=float, default=None, help="Treat an older cached value as missing.")
 @click.pass_obj
 @friendly_errors
-def get(settings: Settings, what: str, limit: int, account_id: int | None) -> None:
+def get(
+    settings: Settings,
+    what: str,
+    limit: int,
+    account_id: int | None,
+    fresh: bool,
+    max_age: float | None,
+) -> None:
     """Print one dashboard value as JSON, the way a web process reads it."""
     reader = DashboardReader.from_settings(settings)
     try:
         if what == "aggregates":
-            value = reader.get_aggregates(account_id=account_id)
+            value = reader.get_aggregates(account_id=account_id, fresh=fresh, max_age=max_age)
         else:
-            value = reader.get_category_breakdown(limit=limit, account_id=account_id)
+            value = reader.get_category_breakdown(
+                limit=limit, account_id=account_id, fresh=fresh, max_age=max_age
+            )
     finally:
         reader.close()
     body = {
@@ -119,6 +132,7 @@ def get(settings: Settings, what: str, limit: int, account_id: int | None) -> No
         "computed_at": value.computed_at.isoformat(),
         "age": round(value.age, 3),
         "source": value.source,
+        "stale": value.stale,
         "generation": value.generation,
     }
     click.echo(json.dumps(body, indent=2, ensure_ascii=False))
@@ -132,14 +146,24 @@ def verify(settings: Settings) -> None:
 
     Prints each difference and exits 1 when there is one; run it once writes have quiesced.
     """
-    reader = DashboardReader.from_settings(settings)
+    engine, store = _worker_connections(settings)
     try:
-        report = verify_cache(reader.engine, reader.store, settings.max_breakdown)
+        report = verify_cache(engine, store, settings.max_breakdown)
     finally:
-        reader.close()
+        store.client.close()
+        engine.dispose()
     for difference in report.differences:
         click.echo(str(difference))
     keys = len({difference.key for difference in report.differences})
     click.echo(f"checked {report.checked} values: {keys} differ, {report.missing} missing")
     if not report.ok:
         sys.exit(EXIT_DIFFERENT)
+
+
+def _worker_connections(settings: Settings) -> tuple[Engine, RedisStore]:
+    """An engine and a store with the worker's patience, not a reader's short timeouts: a pass
+    over every scope may take longer than a reader may wait."""
+    client = make_redis(settings.redis_url, max(settings.redis_timeout_seconds, 5.0))
+    keys = KeySchema(settings.key_prefix)
+    store = RedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
+    return make_engine(settings.database_url), store

@@ -11,7 +11,7 @@ import click
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.errors import DashcacheError
+from shared.errors import CacheUnavailable, DashboardUnavailable, DashcacheError
 from shared.logging import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,6 +28,9 @@ def friendly_errors(command: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except (CacheUnavailable, DashboardUnavailable) as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
         except DashcacheError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_USAGE)

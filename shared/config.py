@@ -17,6 +17,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LOG_FORMATS = ("auto", "json", "console")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_ON_REDIS_DOWN = ("database", "error")
 
 
 ENV_NAMES = {
@@ -36,6 +37,14 @@ ENV_NAMES = {
     "DASHCACHE_EVENT_MAX_BATCH": "event_max_batch",
     "DASHCACHE_SOFT_AGE_SECONDS": "soft_age_seconds",
     "DASHCACHE_METRICS_FLUSH_SECONDS": "metrics_flush_seconds",
+    "DASHCACHE_WAIT_SECONDS": "wait_seconds",
+    "DASHCACHE_LOCK_SECONDS": "lock_seconds",
+    "DASHCACHE_DB_TIMEOUT_SECONDS": "db_timeout_seconds",
+    "DASHCACHE_COMPUTE_LIMIT": "compute_limit",
+    "DASHCACHE_ON_REDIS_DOWN": "on_redis_down",
+    "DASHCACHE_BREAKER_FAILURES": "breaker_failures",
+    "DASHCACHE_BREAKER_RESET_SECONDS": "breaker_reset_seconds",
+    "DASHCACHE_MAX_VALUE_BYTES": "max_value_bytes",
 }
 """Environment variable -> settings attribute."""
 
@@ -51,7 +60,7 @@ class Settings:
     refresh_seconds: int = 60
     ttl_seconds: int = 7 * 24 * 3600
     max_breakdown: int = 100
-    redis_timeout_seconds: float = 1.0
+    redis_timeout_seconds: float = 0.5
     task_time_limit_seconds: int = 120
     log_format: str = "auto"
     log_level: str = "INFO"
@@ -62,6 +71,14 @@ class Settings:
     """Age past which a value counts as stale; None means twice `refresh_seconds`."""
     metrics_flush_seconds: float = 1.0
     """How often a process flushes its metric counts to Redis; 0 turns metrics off."""
+    wait_seconds: float = 10.0
+    lock_seconds: float = 15.0
+    db_timeout_seconds: float = 5.0
+    compute_limit: int = 4
+    on_redis_down: str = "database"
+    breaker_failures: int = 3
+    breaker_reset_seconds: float = 5.0
+    max_value_bytes: int = 1024 * 1024
 
     @property
     def soft_age(self) -> int:
@@ -99,7 +116,7 @@ class Settings:
             ),
             max_breakdown=_get(env, "DASHCACHE_MAX_BREAKDOWN", 100, int, _between(1, 10000)),
             redis_timeout_seconds=_get(
-                env, "DASHCACHE_REDIS_TIMEOUT_SECONDS", 1.0, float, _between(0.01, 60)
+                env, "DASHCACHE_REDIS_TIMEOUT_SECONDS", 0.5, float, _between(0.01, 60)
             ),
             task_time_limit_seconds=_get(
                 env, "DASHCACHE_TASK_TIME_LIMIT_SECONDS", 120, int, _between(5, 3000)
@@ -121,18 +138,50 @@ class Settings:
             metrics_flush_seconds=_get(
                 env, "DASHCACHE_METRICS_FLUSH_SECONDS", 1.0, float, _flush_period
             ),
+            wait_seconds=_get(env, "DASHCACHE_WAIT_SECONDS", 10.0, float, _between(0.1, 300)),
+            lock_seconds=_get(env, "DASHCACHE_LOCK_SECONDS", 15.0, float, _between(1, 3600)),
+            db_timeout_seconds=_get(
+                env, "DASHCACHE_DB_TIMEOUT_SECONDS", 5.0, float, _between(1, 600)
+            ),
+            compute_limit=_get(env, "DASHCACHE_COMPUTE_LIMIT", 4, int, _between(1, 1000)),
+            on_redis_down=_get(
+                env, "DASHCACHE_ON_REDIS_DOWN", "database", str.lower, _one_of(_ON_REDIS_DOWN)
+            ),
+            breaker_failures=_get(env, "DASHCACHE_BREAKER_FAILURES", 3, int, _between(1, 1000)),
+            breaker_reset_seconds=_get(
+                env, "DASHCACHE_BREAKER_RESET_SECONDS", 5.0, float, _between(0.05, 3600)
+            ),
+            max_value_bytes=_get(
+                env, "DASHCACHE_MAX_VALUE_BYTES", 1024 * 1024, int, _between(1024, 512 * 1024**2)
+            ),
         )
-        if settings.ttl_seconds < 2 * settings.refresh_seconds:
-            raise ConfigError(
-                "DASHCACHE_TTL_SECONDS must be at least twice DASHCACHE_REFRESH_SECONDS "
-                f"(got {settings.ttl_seconds} and {settings.refresh_seconds})"
-            )
-        if settings.event_max_wait_ms <= settings.event_debounce_ms:
-            raise ConfigError(
-                "DASHCACHE_EVENT_MAX_WAIT_MS must be greater than DASHCACHE_EVENT_DEBOUNCE_MS "
-                f"(got {settings.event_max_wait_ms} and {settings.event_debounce_ms})"
-            )
+        _check_together(settings)
         return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Relations between settings: each value may be fine alone and wrong with another."""
+    if settings.ttl_seconds < 2 * settings.refresh_seconds:
+        raise ConfigError(
+            "DASHCACHE_TTL_SECONDS must be at least twice DASHCACHE_REFRESH_SECONDS "
+            f"(got {settings.ttl_seconds} and {settings.refresh_seconds})"
+        )
+    if settings.event_max_wait_ms <= settings.event_debounce_ms:
+        raise ConfigError(
+            "DASHCACHE_EVENT_MAX_WAIT_MS must be greater than DASHCACHE_EVENT_DEBOUNCE_MS "
+            f"(got {settings.event_max_wait_ms} and {settings.event_debounce_ms})"
+        )
+    if settings.soft_age >= settings.ttl_seconds:
+        raise ConfigError(
+            "DASHCACHE_SOFT_AGE_SECONDS (default: twice DASHCACHE_REFRESH_SECONDS) must be below "
+            f"DASHCACHE_TTL_SECONDS (got {settings.soft_age} and {settings.ttl_seconds})"
+        )
+    if settings.lock_seconds < 2 * settings.db_timeout_seconds:
+        raise ConfigError(
+            "DASHCACHE_LOCK_SECONDS must be at least twice DASHCACHE_DB_TIMEOUT_SECONDS, so a "
+            "computation still running keeps its lock "
+            f"(got {settings.lock_seconds} and {settings.db_timeout_seconds})"
+        )
 
 
 def _get(

@@ -39,9 +39,17 @@ class TaskSender:
             broker_connection_retry_on_startup=True,
         )
 
-    def send(self, name: str, args: list[Any], queue: str, countdown: float | None = None) -> None:
-        """Publish one task message; `countdown` delays its execution by that many seconds."""
-        self.app.send_task(name, args=args, queue=queue, countdown=countdown)
+    def send(
+        self,
+        name: str,
+        args: list[Any],
+        queue: str,
+        countdown: float | None = None,
+        expires: float | None = None,
+    ) -> None:
+        """Publish one task message; `countdown` delays its execution by that many seconds,
+        `expires` drops it unexecuted once that many seconds have passed."""
+        self.app.send_task(name, args=args, queue=queue, countdown=countdown, expires=expires)
 
     def close(self) -> None:
         """Release the broker connections."""

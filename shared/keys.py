@@ -9,6 +9,8 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:bd:S`        | string | JSON envelope of the category breakdown of scope S         |
 | `P:v1:seq`         | string | generation counter; a computation takes a ticket first     |
 | `P:v1:scopes`      | set    | scope tokens that have been warmed                         |
+| `P:v1:lock:S`      | string | single-flight lock of a reader computing scope S (PX)      |
+| `P:v1:refresh:S`   | string | marker: a background refresh of S was asked for (PX)       |
 | `P:v1:pending:K:T` | string | an event recompute of kind K, target T is queued (PX)      |
 | `P:v1:running:K:T` | string | an event recompute of kind K, target T is running (PX)     |
 | `P:v1:deadletter`  | list   | rejected event payloads with the reason, newest first      |
@@ -16,7 +18,8 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:metrics`     | hash   | metric totals of every process (see shared/metrics.py)     |
 | `P:beat:...`       | (many) | beat's schedule and leader lock (RedBeat), outside `v1`    |
 
-A target T is a scope token, or `every` for one grouped pass over every scope.
+A target T is a scope token, or `every` for one grouped pass over every scope. Pub/sub channel
+`P:v1:filled:S`: a single-flight lock holder publishes `ok` or `error: ...` when done.
 
 Bump `SCHEMA` when a value's shape changes: old and new workers then never read each other's keys.
 Beat's keys stay outside the schema version, so beats of two versions still share one lock.
@@ -24,6 +27,7 @@ Beat's keys stay outside the schema version, so beats of two versions still shar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,6 +61,19 @@ def check_account_id(account_id: object) -> Scope:
             f"account_id must be an integer between 0 and 2**63-1, got {account_id}"
         )
     return account_id
+
+
+def check_read_options(fresh: object, max_age: object) -> None:
+    """Raise `InvalidArgument` unless `fresh` is a bool and `max_age` None or seconds >= 0."""
+    if not isinstance(fresh, bool):
+        raise InvalidArgument(f"fresh must be True or False, got {fresh!r}")
+    if max_age is not None and (
+        isinstance(max_age, bool)
+        or not isinstance(max_age, int | float)
+        or not math.isfinite(max_age)
+        or max_age < 0
+    ):
+        raise InvalidArgument(f"max_age must be None or a number of seconds >= 0, got {max_age!r}")
 
 
 def scope_token(account_id: Scope) -> str:
@@ -126,3 +143,15 @@ class KeySchema:
     def beat(self) -> str:
         """Prefix of beat's schedule and leader lock (RedBeat's `redbeat_key_prefix`)."""
         return f"{self.prefix}:beat:"
+
+    def lock(self, account_id: Scope) -> str:
+        """The single-flight lock of a scope: one reader computes both kinds of it."""
+        return f"{self.prefix}:{SCHEMA}:lock:{scope_token(account_id)}"
+
+    def filled(self, account_id: Scope) -> str:
+        """The pub/sub channel a lock holder announces its outcome on."""
+        return f"{self.prefix}:{SCHEMA}:filled:{scope_token(account_id)}"
+
+    def refresh(self, account_id: Scope) -> str:
+        """The marker that limits background refresh requests of a scope to one per interval."""
+        return f"{self.prefix}:{SCHEMA}:refresh:{scope_token(account_id)}"

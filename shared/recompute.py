@@ -68,10 +68,9 @@ def recompute_scope(
 ) -> RecomputeResult:
     """Recompute one scope's values of the given kinds and write them through the fence."""
     generation = store.take_ticket()
-    now = clock.now()
-    with snapshot(engine) as session:
-        stats = {account_id: compute_scope(session, account_id, now, max_breakdown)}
-    return _write(store, generation, now, stats, kinds)
+    return write_result(
+        store, compute_unwritten(engine, account_id, max_breakdown, generation), kinds
+    )
 
 
 def recompute_every_scope(
@@ -86,18 +85,32 @@ def recompute_every_scope(
     known = store.warmed_accounts()
     with snapshot(engine) as session:
         stats = compute_every_scope(session, now, max_breakdown, include=known)
-    return _write(store, generation, now, stats, kinds)
+    return write_result(store, RecomputeResult(generation, now, stats, 0, 0), kinds)
 
 
-def _write(
-    store: RedisStore,
-    generation: int,
-    now: datetime,
-    stats: dict[Scope, ScopeStats],
-    kinds: tuple[Kind, ...],
+def compute_unwritten(
+    engine: Engine, account_id: Scope, max_breakdown: int, generation: int
 ) -> RecomputeResult:
-    result = RecomputeResult(generation, now, stats, written=0, fenced=0)
+    """One scope computed now, not written yet; take `generation` as a ticket before calling.
+
+    Readers call this and `write_result` apart, so a value computed while Redis failed is still
+    returned (with generation 0 when no ticket could be taken).
+    """
+    now = clock.now()
+    with snapshot(engine) as session:
+        stats = {account_id: compute_scope(session, account_id, now, max_breakdown)}
+    return RecomputeResult(generation, now, stats, written=0, fenced=0)
+
+
+def write_result(
+    store: RedisStore, result: RecomputeResult, kinds: tuple[Kind, ...] = ALL_KINDS
+) -> RecomputeResult:
+    """Write the given kinds of every scope of `result` through the fence; count the outcome."""
     flags = store.write(
-        [Write(kind, scope, result.envelope(kind, scope)) for scope in stats for kind in kinds]
+        [
+            Write(kind, scope, result.envelope(kind, scope))
+            for scope in result.stats
+            for kind in kinds
+        ]
     )
     return replace(result, written=sum(flags), fenced=len(flags) - sum(flags))

@@ -19,6 +19,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from shared.keys import KeySchema, Kind, Scope, parse_scope_token, scope_token
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 WRITE_CHUNK = 256
 """Values written per script call."""
@@ -76,12 +79,14 @@ class Envelope:
     @classmethod
     def from_json(cls, raw: bytes) -> Envelope:
         """Parse what `to_json` wrote."""
-        body = json.loads(raw)
-        return cls(
-            data=body["data"],
-            computed_at=datetime.fromisoformat(body["computed_at"]),
-            generation=body["generation"],
-        )
+        return cls(*decode_envelope(raw))
+
+
+def decode_envelope(raw: bytes) -> tuple[Any, datetime, int]:
+    """(data, computed_at, generation) from what `Envelope.to_json` wrote, without building an
+    Envelope: the readers' hit path uses this."""
+    body = json.loads(raw)
+    return body["data"], datetime.fromisoformat(body["computed_at"]), body["generation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +98,21 @@ class Write:
     envelope: Envelope
 
 
-def make_redis(url: str, timeout_seconds: float) -> redis.Redis:
-    """A client with explicit timeouts and a short retry, speaking RESP2 on every server."""
+def make_redis(url: str, timeout_seconds: float, retry_timeouts: bool = True) -> redis.Redis:
+    """A client with explicit timeouts and a short retry, speaking RESP2 on every server.
+
+    A broken connection is retried once (it is usually a stale one after a Redis restart); a
+    timeout is retried too unless `retry_timeouts` is False, so a reader never waits twice.
+    """
+    errors: tuple[type[Exception], ...] = (redis.ConnectionError,)
+    if retry_timeouts:
+        errors += (redis.TimeoutError, TimeoutError)
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout_seconds,
         socket_connect_timeout=timeout_seconds,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=1),
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=1, supported_errors=errors),
         protocol=2,
     )
 
@@ -108,10 +120,17 @@ def make_redis(url: str, timeout_seconds: float) -> redis.Redis:
 class RedisStore:
     """Reads and fenced writes of dashboard values under one key prefix."""
 
-    def __init__(self, client: redis.Redis, keys: KeySchema, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: KeySchema,
+        ttl_seconds: int,
+        max_value_bytes: int | None = None,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.ttl_seconds = ttl_seconds
+        self.max_value_bytes = max_value_bytes
         self._fenced_write = client.register_script(_FENCED_WRITE)
 
     def take_ticket(self) -> int:
@@ -124,20 +143,44 @@ class RedisStore:
         return None if raw is None else Envelope.from_json(raw)
 
     def write(self, writes: Sequence[Write]) -> list[bool]:
-        """Write through the fence; per write, True if stored, False if a newer value won.
+        """Write through the fence; per write, True if stored, False if a newer value won or
+        the value is larger than `max_value_bytes` (refused and logged as `store.value_too_large`).
 
         Large batches go in chunks, pipelined, so no single script blocks Redis for long.
         """
+        payloads = self._payloads(writes)
+        accepted = [(index, payload) for index, payload in enumerate(payloads) if payload]
         pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(writes), WRITE_CHUNK):
+        for start in range(0, len(accepted), WRITE_CHUNK):
             keys = [self.keys.seq, self.keys.scopes]
             args: list[Any] = [self.ttl_seconds]
-            for item in writes[start : start + WRITE_CHUNK]:
+            for index, payload in accepted[start : start + WRITE_CHUNK]:
+                item = writes[index]
                 keys.append(self.keys.value(item.kind, item.account_id))
-                token = scope_token(item.account_id)
-                args += [item.envelope.generation, item.envelope.to_json(), token]
+                args += [item.envelope.generation, payload, scope_token(item.account_id)]
             self._fenced_write(keys=keys, args=args, client=pipe)
-        return [bool(flag) for chunk in pipe.execute() for flag in chunk]
+        flags = [False] * len(writes)
+        stored = (bool(flag) for chunk in pipe.execute() for flag in chunk)
+        for (index, _), flag in zip(accepted, stored, strict=True):
+            flags[index] = flag
+        return flags
+
+    def _payloads(self, writes: Sequence[Write]) -> list[bytes | None]:
+        """Each write's JSON, or None when it is over the size limit."""
+        payloads: list[bytes | None] = []
+        for item in writes:
+            payload = item.envelope.to_json()
+            if self.max_value_bytes is not None and len(payload) > self.max_value_bytes:
+                log.warning(
+                    "store.value_too_large",
+                    key=self.keys.value(item.kind, item.account_id),
+                    size_bytes=len(payload),
+                    limit_bytes=self.max_value_bytes,
+                )
+                payloads.append(None)
+            else:
+                payloads.append(payload)
+        return payloads
 
     def warmed_accounts(self) -> list[int]:
         """Account ids whose scopes have been written before."""

@@ -9,13 +9,16 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 import structlog
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from structlog.testing import capture_logs
 
+from shared import refresh, store
 from shared.config import Settings
 from shared.db import init_db, make_engine
 from shared.metrics import close_all
@@ -35,6 +38,19 @@ def _restore_logging() -> Iterator[None]:
     yield
     root.handlers[:], root.level = handlers, level
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Events the reader, store and refresh modules log during the test.
+
+    Each module gets a fresh logger, so one cached by an earlier logging set-up cannot bypass
+    the capture.
+    """
+    for module in (refresh, store):
+        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
+    with capture_logs() as captured:
+        yield captured
 
 
 def _service_missing(what: str, error: Exception) -> None:

@@ -1,15 +1,18 @@
-"""Test data helpers: insert emails and categories with plain tuples."""
+"""Test data helpers: insert emails and categories, store aged values, count queries."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, event, insert
 
+from shared import clock
+from shared.keys import Kind, Scope
 from shared.models import Category, Email
+from shared.store import Envelope, RedisStore, Write
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -52,3 +55,23 @@ def add_emails(engine: Engine, rows: Iterable[Row]) -> None:
     if values:
         with engine.begin() as conn:
             conn.execute(insert(Email), values)
+
+
+def put_value(store: RedisStore, kind: Kind, account_id: Scope, data: object, age: float) -> None:
+    """Store `data` through the fence as if it had been computed `age` seconds ago."""
+    computed_at = clock.now() - timedelta(seconds=age)
+    envelope = Envelope(data, computed_at, store.take_ticket())
+    assert store.write([Write(kind, account_id, envelope)]) == [True]
+
+
+def count_queries(engine: Engine, table: str = "emails") -> list[str]:
+    """Record, from now on, every statement `engine` runs that reads `table` (a counting wrapper
+    at the database layer, independent of the reader's own bookkeeping)."""
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if f"FROM {table}" in statement:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    return seen

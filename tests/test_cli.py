@@ -68,7 +68,20 @@ def test_bad_setting_exits_2_naming_it(settings: Settings) -> None:
 def test_unreachable_redis_exits_3_without_password(settings: Settings) -> None:
     """A Redis that does not answer exits 3, and the URL's password is never printed."""
     url = f"redis://user:hunter2@127.0.0.1:{closed_port()}/0"
-    code, _, err = run(settings, "get", "aggregates", REDIS_URL=url)
+    code, _, err = run(settings, "warm", REDIS_URL=url)
     assert code == EXIT_UNAVAILABLE
     assert "cannot reach Redis" in err
+    assert "hunter2" not in err
+
+
+def test_get_without_redis_answers_from_database_or_exits_3(settings: Settings) -> None:
+    """With Redis unreachable, get computes from the database, or exits 3 when told not to."""
+    url = f"redis://user:hunter2@127.0.0.1:{closed_port()}/0"
+    code, out, _ = run(settings, "get", "aggregates", REDIS_URL=url)
+    assert (code, json.loads(out)["source"]) == (0, "fallback")
+    code, _, err = run(
+        settings, "get", "aggregates", REDIS_URL=url, DASHCACHE_ON_REDIS_DOWN="error"
+    )
+    assert code == EXIT_UNAVAILABLE
+    assert "DASHCACHE_ON_REDIS_DOWN=error" in err
     assert "hunter2" not in err

@@ -34,12 +34,24 @@ def test_broker_defaults_to_redis_url() -> None:
         ({"DASHCACHE_EVENT_DEBOUNCE_MS": "0"}, "DASHCACHE_EVENT_DEBOUNCE_MS"),
         ({"DASHCACHE_EVENT_MAX_WAIT_MS": "200"}, "DASHCACHE_EVENT_MAX_WAIT_MS"),
         ({"DASHCACHE_EVENT_MAX_BATCH": "0"}, "DASHCACHE_EVENT_MAX_BATCH"),
+        ({"DASHCACHE_ON_REDIS_DOWN": "ignore"}, "DASHCACHE_ON_REDIS_DOWN"),
+        ({"DASHCACHE_SOFT_AGE_SECONDS": "0"}, "DASHCACHE_SOFT_AGE_SECONDS"),
+        ({"DASHCACHE_SOFT_AGE_SECONDS": "700", "DASHCACHE_TTL_SECONDS": "600"}, "SOFT_AGE"),
+        ({"DASHCACHE_LOCK_SECONDS": "5", "DASHCACHE_DB_TIMEOUT_SECONDS": "5"}, "LOCK_SECONDS"),
+        ({"DASHCACHE_COMPUTE_LIMIT": "0"}, "DASHCACHE_COMPUTE_LIMIT"),
+        ({"DASHCACHE_MAX_VALUE_BYTES": "10"}, "DASHCACHE_MAX_VALUE_BYTES"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     """Each bad value raises ConfigError whose message names the variable."""
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)
+
+
+def test_soft_age_defaults_to_twice_the_refresh_period() -> None:
+    """Without DASHCACHE_SOFT_AGE_SECONDS a value turns stale after two refresh periods."""
+    assert Settings.from_env({"DASHCACHE_REFRESH_SECONDS": "30"}).soft_age == 60
+    assert Settings.from_env({"DASHCACHE_SOFT_AGE_SECONDS": "45"}).soft_age == 45
 
 
 def test_to_env_round_trips() -> None:

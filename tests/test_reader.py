@@ -1,17 +1,26 @@
-"""The reader: hits from Redis, a synchronous fallback on a miss, typed errors on bad input."""
+"""The reader: hits, fallback on a miss, fresh and max_age reads, serving stale, limits, errors."""
 
 from __future__ import annotations
 
+import base64
+import json
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+import redis
+from sqlalchemy import Engine, text
 
 from shared.config import Settings
-from shared.errors import InvalidArgument
+from shared.dispatch import WARM_SCOPE
+from shared.errors import DashboardUnavailable, InvalidArgument
+from shared.keys import KeySchema, Kind
 from shared.reader import DashboardReader
-from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.helpers import NOW, Row, add_categories, add_emails, put_value
 
 
 @pytest.fixture
@@ -84,3 +93,114 @@ def test_bad_account_id_is_typed_error(reader: DashboardReader, account_id: obje
     """A negative or non-integer account id raises InvalidArgument."""
     with pytest.raises(InvalidArgument, match="account_id"):
         reader.get_aggregates(account_id=account_id)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("data")
+def test_fresh_computes_now_and_refreshes_cache(reader: DashboardReader, pg: Engine) -> None:
+    """fresh=True sees a change the cache does not have yet, and writes it through the fence."""
+    assert reader.get_aggregates(account_id=2).data["total_emails"] == 1
+    add_emails(pg, [Row(2, 3, False, False, NOW)])
+    assert reader.get_aggregates(account_id=2).data["total_emails"] == 1
+    fresh = reader.get_aggregates(account_id=2, fresh=True)
+    assert (fresh.source, fresh.data["total_emails"], fresh.stale) == ("fresh", 2, False)
+    after = reader.get_category_breakdown(account_id=2)
+    assert (after.source, after.data["social"]) == ("cache", 2)
+
+
+@pytest.mark.usefixtures("data")
+def test_max_age_treats_older_value_as_miss(reader: DashboardReader) -> None:
+    """A cached value older than max_age is recomputed; without max_age it is served."""
+    put_value(reader.store, Kind.AGGREGATES, 1, {"total_emails": -1}, age=100)
+    assert reader.get_aggregates(account_id=1, max_age=200).data == {"total_emails": -1}
+    recomputed = reader.get_aggregates(account_id=1, max_age=50)
+    assert (recomputed.source, recomputed.data["total_emails"]) == ("fallback", 3)
+    assert reader.get_aggregates(account_id=1, max_age=50).source == "cache"
+
+
+@pytest.mark.usefixtures("data")
+def test_past_hard_ttl_is_a_miss(reader: DashboardReader) -> None:
+    """A value older than the hard TTL is never served, even if Redis still holds it."""
+    put_value(
+        reader.store, Kind.AGGREGATES, 1, {"total_emails": -1}, age=reader.settings.ttl_seconds
+    )
+    value = reader.get_aggregates(account_id=1)
+    assert (value.source, value.data["total_emails"]) == ("fallback", 3)
+
+
+def test_stale_value_served_and_refresh_queued_once(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """Past the soft age the value is served at once, stale, and one warm_scope is queued."""
+    reader = DashboardReader.from_settings(settings)
+    old = settings.soft_age + 10
+    put_value(reader.store, Kind.AGGREGATES, 5, {"total_emails": 9}, age=old)
+    put_value(reader.store, Kind.BREAKDOWN, 5, [["work", 9]], age=old)
+    first = reader.get_aggregates(account_id=5)
+    second = reader.get_category_breakdown(account_id=5)
+    reader.close()  # waits for the background send
+    assert (first.source, first.stale, first.data) == ("cache", True, {"total_emails": 9})
+    assert (second.stale, second.data) == (True, {"work": 9})
+    messages = redis_client.lrange(settings.events_queue, 0, -1)
+    assert len(messages) == 1
+    message = json.loads(messages[0])
+    assert message["headers"]["task"] == WARM_SCOPE
+    assert message["headers"]["expires"] is not None
+    assert json.loads(base64.b64decode(message["body"]))[0] == [5]
+
+
+@pytest.mark.usefixtures("data")
+def test_oversized_value_is_returned_not_stored(
+    settings: Settings, redis_client: redis.Redis, logs: list[dict[str, Any]]
+) -> None:
+    """A value over the size limit is refused by the store and logged, yet still returned."""
+    reader = DashboardReader.from_settings(replace(settings, max_value_bytes=150))
+    value = reader.get_aggregates(account_id=1)
+    reader.close()
+    keys = KeySchema(settings.key_prefix)
+    assert (value.source, value.data["total_emails"]) == ("fallback", 3)
+    assert redis_client.get(keys.value(Kind.AGGREGATES, 1)) is None
+    assert redis_client.get(keys.value(Kind.BREAKDOWN, 1)) is not None
+    refused = [e["key"] for e in logs if e["event"] == "store.value_too_large"]
+    assert refused == [keys.value(Kind.AGGREGATES, 1)]
+
+
+@pytest.mark.usefixtures("data")
+def test_compute_limit_bounds_a_bypass_storm(settings: Settings, pg: Engine) -> None:
+    """With the database slow, only `compute_limit` fresh reads run; the rest fail fast, typed."""
+    reader = DashboardReader.from_settings(replace(settings, compute_limit=2, wait_seconds=0.5))
+    results: list[object] = []
+
+    def read() -> None:
+        try:
+            results.append(reader.get_aggregates(account_id=1, fresh=True).source)
+        except DashboardUnavailable as error:
+            results.append(error)
+
+    with pg.connect() as blocker:
+        blocker.execute(text("LOCK TABLE emails IN ACCESS EXCLUSIVE MODE"))
+        threads = [threading.Thread(target=read) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        while len(results) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused = list(results)
+        blocker.rollback()
+    for thread in threads:
+        thread.join()
+    reader.close()
+    assert len(refused) == 4
+    assert all("DASHCACHE_COMPUTE_LIMIT" in str(error) for error in refused)
+    assert results[4:] == ["fresh", "fresh"]
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"fresh": "yes"}, "fresh"), ({"max_age": -1}, "max_age"), ({"max_age": True}, "max_age")],
+)
+def test_bad_read_options_are_typed_errors(
+    reader: DashboardReader, options: dict[str, object], named: str
+) -> None:
+    """fresh must be a bool and max_age a number of seconds >= 0."""
+    with pytest.raises(InvalidArgument, match=named):
+        reader.get_aggregates(**options)  # type: ignore[arg-type]

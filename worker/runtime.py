@@ -31,7 +31,8 @@ def runtime() -> Runtime:
     """This process's runtime."""
     settings = Settings.from_env()
     client = make_redis(settings.redis_url, max(settings.redis_timeout_seconds, 5.0))
-    store = RedisStore(client, KeySchema(settings.key_prefix), settings.ttl_seconds)
+    keys = KeySchema(settings.key_prefix)
+    store = RedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
     publisher = EventPublisher(settings, client=client)
     engine = make_engine(settings.database_url)
     return Runtime(settings, engine, store, publisher, metrics_for(settings))
