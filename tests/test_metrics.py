@@ -11,12 +11,11 @@ from datetime import timedelta
 import pytest
 import redis
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 from structlog.testing import capture_logs
 
 from shared.config import Settings
 from shared.dispatch import WARM_SCOPE, TaskSender
-from shared.errors import InvalidArgument
+from shared.errors import DashboardUnavailable, InvalidArgument
 from shared.events import EmailCreated, EmailRow, EmailUpdated, EventPublisher
 from shared.ingest import ingest
 from shared.keys import KeySchema, Kind
@@ -56,7 +55,7 @@ def test_reads_count_exactly(
     reader.get_category_breakdown(limit=2, account_id=1)  # hit
     reader.get_category_breakdown(limit=2, account_id=2)  # miss, fallback
     broken = DashboardReader.from_settings(replace(settings, database_url=CLOSED_DB))
-    with pytest.raises(OperationalError):
+    with pytest.raises(DashboardUnavailable):
         broken.get_category_breakdown(limit=2, account_id=3)  # miss, failed fallback
     broken.close()
     assert broken.metrics is reader.metrics  # one recorder per process and deployment

@@ -94,7 +94,7 @@ def test_wrong_passwords_are_not_in_logs_or_errors(
         worker.stop()
         beat.stop()
     db_url = f"postgresql://dashcache:{SECRET}@127.0.0.1:{closed_port()}/x"
-    code, out, err = run(refused, "get", "aggregates")
+    code, out, err = run(refused, "get", "aggregates", DASHCACHE_ON_REDIS_DOWN="error")
     db_code, db_out, db_err = run(settings, "warm", DATABASE_URL=db_url)
     outputs = [*worker.lines, *beat.lines, out, err, db_out, db_err]
     assert (code, db_code) == (3, 3)
