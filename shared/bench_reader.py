@@ -27,6 +27,7 @@ from sqlalchemy import event
 from shared.breaker import CircuitBreaker
 from shared.config import Settings
 from shared.keys import Kind
+from shared.logging import configure_logging
 from shared.reader import DashboardReader
 from shared.redis_server import RedisServer
 
@@ -85,7 +86,9 @@ def bench_hits(settings: Settings, requests: int) -> None:
 def cold_reader(env: dict[str, str], start: Barrier, results: Queue[Any]) -> None:
     """One process: connect, wait for all, read the cold all-accounts scope once; report back
     the statements it ran against `emails` (counted at the database layer) and the outcome."""
-    reader = DashboardReader.from_settings(Settings.from_env(env))
+    settings = Settings.from_env(env)
+    configure_logging(settings)
+    reader = DashboardReader.from_settings(settings)
     queries: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
@@ -169,6 +172,7 @@ def delete_prefix(settings: Settings) -> None:
 def main(requests: int, readers: int, down_requests: int) -> None:
     """Print the reader's hit latency, stampede computations and Redis-down latency."""
     base = Settings.from_env()
+    configure_logging(base)
     run = uuid.uuid4().hex[:8]
     hits = replace(base, key_prefix=f"bench-{run}-hits")
     cold = replace(base, key_prefix=f"bench-{run}-cold")
