@@ -28,6 +28,7 @@ from shared.breaker import CircuitBreaker
 from shared.config import Settings
 from shared.keys import Kind
 from shared.logging import configure_logging
+from shared.metrics import close_all
 from shared.reader import DashboardReader
 from shared.redis_server import RedisServer
 
@@ -176,14 +177,16 @@ def main(requests: int, readers: int, down_requests: int) -> None:
     run = uuid.uuid4().hex[:8]
     hits = replace(base, key_prefix=f"bench-{run}-hits")
     cold = replace(base, key_prefix=f"bench-{run}-cold")
+    down = replace(base, key_prefix=f"bench-{run}-down")
     print(f"database {base.database_url.split('@')[-1]}, redis {base.redis_url.split('@')[-1]}")
     try:
         bench_hits(hits, requests)
         bench_stampede(cold, readers)
-        bench_redis_down(replace(base, key_prefix=f"bench-{run}-down"), down_requests)
+        bench_redis_down(down, down_requests)
     finally:
-        delete_prefix(hits)
-        delete_prefix(cold)
+        close_all()  # flush the metric counts now, not into the deleted prefixes at exit
+        for settings in (hits, cold, down):
+            delete_prefix(settings)
 
 
 if __name__ == "__main__":
