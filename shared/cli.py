@@ -1,6 +1,7 @@
 """The `dashcache` command: set up the database, seed demo data, warm and read values.
 
-The observability commands (stats, health, metrics) live in `shared.cli_observe`.
+The observability commands (stats, health, metrics) live in `shared.cli_observe`; `bench` in
+`shared.bench.cli`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import click
 from sqlalchemy import Engine
 
 from shared import clock
+from shared.bench.cli import bench
 from shared.cli_observe import health, metrics, stats
 from shared.cli_support import EXIT_DIFFERENT, friendly_errors
 from shared.config import Settings
@@ -37,6 +39,7 @@ def main(ctx: click.Context) -> None:
 main.add_command(stats)
 main.add_command(health)
 main.add_command(metrics)
+main.add_command(bench)
 
 
 @main.group()

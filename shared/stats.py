@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from shared.keys import Scope
@@ -119,7 +119,7 @@ def compute_scope(
     session: Session, account_id: Scope, now: datetime, max_breakdown: int
 ) -> ScopeStats:
     """Every number of one scope (one account, or all accounts when None), as of `now`."""
-    query = _counts_query(now).group_by(Email.category_id)
+    query = counts_query(now).group_by(Email.category_id)
     if account_id is not None:
         query = query.where(Email.account_id == account_id)
     rows = ((account_id, row[0], Counts(*row[1:])) for row in session.execute(query))
@@ -134,11 +134,19 @@ def compute_every_scope(
 
     Accounts in `include` (scopes warmed before) are returned even when they have no emails left.
     """
-    query = _counts_query(now).add_columns(Email.account_id)
-    query = query.group_by(Email.account_id, Email.category_id)
-    rows = ((row[-1], row[0], Counts(*row[1:-1])) for row in session.execute(query))
+    rows = (
+        (row[-1], row[0], Counts(*row[1:-1])) for row in session.execute(every_scope_query(now))
+    )
     categories = load_categories(session)
     return fold_counts(rows, categories, max_breakdown, True, include=include)
+
+
+def every_scope_query(
+    now: datetime | ColumnElement[datetime],
+) -> Select[int | None, int, int, int, int, int, int]:
+    """Counts per (account, category): the columns of `counts_query`, then `account_id`."""
+    query = counts_query(now).add_columns(Email.account_id)
+    return query.group_by(Email.account_id, Email.category_id)
 
 
 def load_categories(session: Session) -> dict[int, str]:
@@ -146,8 +154,13 @@ def load_categories(session: Session) -> dict[int, str]:
     return {cid: name for cid, name in session.execute(select(Category.id, Category.name))}
 
 
-def _counts_query(now: datetime) -> Select[int | None, int, int, int, int, int]:
-    """Counts per category with every counted condition as a FILTER; time bounds fixed once."""
+def counts_query(
+    now: datetime | ColumnElement[datetime],
+) -> Select[int | None, int, int, int, int, int]:
+    """Counts per category with every counted condition as a FILTER; time bounds fixed once.
+
+    `now` is a datetime, or a SQL expression such as `func.now()` for a stored query (a view).
+    """
     week_start, previous_start = now - WEEK, now - 2 * WEEK
     created = Email.created_at
     return select(

@@ -1,0 +1,1 @@
+"""`dashcache bench`: live, ttl-invalidate, matview and dashcache side by side (see README)."""

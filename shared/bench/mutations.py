@@ -1,0 +1,143 @@
+"""The mutation stream of the mixed load: new emails, emails read, emails relabelled.
+
+Each mutation is one transaction, as a web request would commit it. New emails arrive already
+read, so `total_emails - unread_count` of the all-accounts scope grows by exactly one with every
+insert and every mark-read, and by nothing else: a value's progress counter says which prefix
+of the stream it reflects (see `shared.bench.staleness`).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Engine, insert, select, text, update
+
+from shared.models import Email
+
+INSERT_SHARE = 0.5
+MARK_READ_SHARE = 0.4
+
+
+class Change(StrEnum):
+    """What a mutation does."""
+
+    INSERT = "insert"
+    MARK_READ = "mark_read"
+    RELABEL = "relabel"
+
+
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """The counted fields of one email."""
+
+    category_id: int | None
+    is_unread: bool
+    is_auto_labeled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """An email already in the table, as read before the load starts."""
+
+    email_id: int
+    account_id: int
+    fields: Fields
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """One committed change; `before` is None for an insert."""
+
+    change: Change
+    account_id: int
+    email_id: int
+    before: Fields | None
+    after: Fields
+
+    @property
+    def moves_progress(self) -> bool:
+        """Whether it adds one to `total_emails - unread_count`."""
+        return self.change is not Change.RELABEL
+
+
+def unread_pool(engine: Engine, size: int) -> list[Existing]:
+    """`size` unread emails picked at random; each is mutated at most once."""
+    query = (
+        select(
+            Email.id,
+            Email.account_id,
+            Email.category_id,
+            Email.is_auto_labeled,
+            Email.created_at,
+        )
+        .where(Email.is_unread.is_(True))
+        .order_by(text("random()"))
+        .limit(size)
+    )
+    with engine.connect() as conn:
+        return [
+            Existing(row[0], row[1], Fields(row[2], True, row[3], row[4]))
+            for row in conn.execute(query)
+        ]
+
+
+def plan(
+    rng: random.Random,
+    count: int,
+    pool: Sequence[Existing],
+    categories: Sequence[int],
+    now: datetime,
+) -> Iterator[Mutation]:
+    """`count` mutations; updates use up pooled emails, inserts only once the pool is spent.
+
+    Inserts go to the account of a random pooled email, so they follow the accounts' sizes.
+    """
+    unused = iter(pool)
+    for _ in range(count):
+        draw = rng.random()
+        existing = next(unused, None) if draw >= INSERT_SHARE else None
+        if existing is None:
+            account = rng.choice(pool).account_id
+            after = Fields(rng.choice(categories), False, rng.random() < 0.6, now)
+            yield Mutation(Change.INSERT, account, 0, None, after)
+        elif draw < INSERT_SHARE + MARK_READ_SHARE:
+            after = replace(existing.fields, is_unread=False)
+            yield Mutation(
+                Change.MARK_READ, existing.account_id, existing.email_id, existing.fields, after
+            )
+        else:
+            others = [c for c in categories if c != existing.fields.category_id]
+            after = replace(existing.fields, category_id=rng.choice(others))
+            yield Mutation(
+                Change.RELABEL, existing.account_id, existing.email_id, existing.fields, after
+            )
+
+
+def apply(engine: Engine, mutation: Mutation) -> Mutation:
+    """Commit one mutation in its own transaction; return it with the id of an inserted email."""
+    after = mutation.after
+    with engine.begin() as conn:
+        if mutation.change is Change.INSERT:
+            values = {
+                "message_id": f"bench-{uuid.uuid4().hex}@dashcache.invalid",
+                "account_id": mutation.account_id,
+                "category_id": after.category_id,
+                "is_unread": after.is_unread,
+                "is_auto_labeled": after.is_auto_labeled,
+                "created_at": after.created_at,
+                "updated_at": after.created_at,
+            }
+            email_id = conn.scalar(insert(Email).values(values).returning(Email.id))
+            return replace(mutation, email_id=int(email_id or 0))
+        conn.execute(
+            update(Email)
+            .where(Email.id == mutation.email_id)
+            .values(is_unread=after.is_unread, category_id=after.category_id)
+        )
+    return mutation
