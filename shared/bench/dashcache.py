@@ -8,6 +8,7 @@ from dataclasses import replace
 from shared.bench.launcher import WorkerAndBeat
 from shared.bench.mutations import Mutation
 from shared.bench.strategies import BenchContext, Reading
+from shared.events import EventPublisher
 from shared.keys import KeySchema, Kind, Scope
 from shared.reader import DashboardReader
 
@@ -16,7 +17,8 @@ WORKER_CONCURRENCY = 2
 
 
 class Dashcache:
-    """Worker + beat keep every scope warm; reads go through `DashboardReader`.
+    """Worker + beat keep every scope warm; mutations are published as events after commit
+    (`shared.events.EventPublisher`); reads go through `DashboardReader`.
 
     With `background=False` no process runs: only the reader library, on cold keys.
     """
@@ -33,6 +35,7 @@ class Dashcache:
         )
         self.keys = KeySchema(self.settings.key_prefix)
         self.reader = DashboardReader.from_settings(self.settings)
+        self.publisher = EventPublisher(self.settings)
         self.processes: WorkerAndBeat | None = None
         self.cpu_seconds = 0.0
 
@@ -59,7 +62,7 @@ class Dashcache:
         return Reading([list(pair) for pair in value.data.items()], value.computed_at)
 
     def on_mutation(self, mutation: Mutation) -> None:
-        """Nothing yet: beat's schedule picks changes up."""
+        self.publisher.publish(mutation.event())
 
     def make_cold(self, account_id: Scope) -> None:
         self.ctx.redis.delete(*(self.keys.value(kind, account_id) for kind in Kind))
@@ -73,6 +76,7 @@ class Dashcache:
             self.cpu_seconds = self.processes.cpu_seconds()
             self.processes.stop()
         self.reader.close()
+        self.publisher.close()
         prefix = self.settings.key_prefix
         patterns = (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding.{prefix}.*")
         keys = [key for p in patterns for key in self.ctx.redis.scan_iter(p, count=1000)]

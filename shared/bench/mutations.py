@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from sqlalchemy import Engine, insert, select, text, update
 
+from shared.event_types import EmailCreated, EmailRow, EmailUpdated, Event
 from shared.models import Email
 
 INSERT_SHARE = 0.5
@@ -32,22 +33,12 @@ class Change(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Fields:
-    """The counted fields of one email."""
-
-    category_id: int | None
-    is_unread: bool
-    is_auto_labeled: bool
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class Existing:
     """An email already in the table, as read before the load starts."""
 
     email_id: int
     account_id: int
-    fields: Fields
+    fields: EmailRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +48,14 @@ class Mutation:
     change: Change
     account_id: int
     email_id: int
-    before: Fields | None
-    after: Fields
+    before: EmailRow | None
+    after: EmailRow
+
+    def event(self) -> Event:
+        """The mutation event a web process publishes after committing it."""
+        if self.before is None:
+            return EmailCreated(self.account_id, self.email_id, self.after)
+        return EmailUpdated(self.account_id, self.email_id, self.before, self.after)
 
     @property
     def moves_progress(self) -> bool:
@@ -82,7 +79,7 @@ def unread_pool(engine: Engine, size: int) -> list[Existing]:
     )
     with engine.connect() as conn:
         return [
-            Existing(row[0], row[1], Fields(row[2], True, row[3], row[4]))
+            Existing(row[0], row[1], EmailRow(row[2], True, row[3], row[4]))
             for row in conn.execute(query)
         ]
 
@@ -104,7 +101,7 @@ def plan(
         existing = next(unused, None) if draw >= INSERT_SHARE else None
         if existing is None:
             account = rng.choice(pool).account_id
-            after = Fields(rng.choice(categories), False, rng.random() < 0.6, now)
+            after = EmailRow(rng.choice(categories), False, rng.random() < 0.6, now)
             yield Mutation(Change.INSERT, account, 0, None, after)
         elif draw < INSERT_SHARE + MARK_READ_SHARE:
             after = replace(existing.fields, is_unread=False)

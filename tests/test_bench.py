@@ -1,0 +1,40 @@
+"""`dashcache bench`: the quick profile, shrunk, runs end to end against real services."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from shared.bench.harness import STRATEGIES
+from shared.cli import main
+from shared.config import Settings
+
+SCENARIOS = ("latency", "mixed", "stampede", "recompute")
+
+
+def test_quick_profile_reports_every_strategy_and_holds_the_invariants(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Every scenario reports every strategy; dashcache queries less than live; values converge."""
+    out = tmp_path / "results"
+    args = ["bench", "--profile", "quick", "--emails", "3000", "--time-scale", "0.2"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)], env=settings.to_env())
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "results.json").read_text())
+    assert all(report[scenario] for scenario in SCENARIOS)
+    assert {"cores", "memory_gb", "cpu_model", "versions"} <= report["machine"].keys()
+    assert report["recompute"][0]["emails"] == report["rows"] == 3000
+    mixed = report["mixed"]["strategies"]
+    assert list(mixed) == list(STRATEGIES) == list(report["stampede"]["strategies"])
+    assert set(STRATEGIES) < report["latency"]["scopes"]["all accounts"].keys()
+    assert mixed["dashcache"]["dashboard_queries"] < mixed["live"]["dashboard_queries"]
+    assert all(s["read_errors"] == 0 for s in mixed.values())
+    for name, strategy in mixed.items():
+        raced = strategy.get("stale_sets", 0) > 0  # ttl-invalidate's race leaves old values
+        assert strategy["final_matches_truth"] or raced, name
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "results.md").read_text()
+    assert "## 2. Mixed load" in markdown
+    assert "## Targets" in markdown
