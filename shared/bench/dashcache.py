@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 from shared.bench.launcher import WorkerAndBeat
@@ -61,8 +62,8 @@ class Dashcache:
         value = self.reader.get_category_breakdown(self.settings.max_breakdown, account_id)
         return Reading([list(pair) for pair in value.data.items()], value.computed_at)
 
-    def on_mutation(self, mutation: Mutation) -> None:
-        self.publisher.publish(mutation.event())
+    def on_commit(self, batch: Sequence[Mutation]) -> None:
+        self.publisher.publish_many([mutation.event() for mutation in batch])
 
     def make_cold(self, account_id: Scope) -> None:
         self.ctx.redis.delete(*(self.keys.value(kind, account_id) for kind in Kind))

@@ -21,6 +21,7 @@ from shared.seed import SeedPlan, seed_database
 from shared.stats import ScopeStats, compute_scope
 
 QUIET_TIMEOUT_SECONDS = 30.0
+TRUTH_APPLICATION = "dashcache-bench-truth"
 
 
 @dataclass(slots=True)
@@ -53,9 +54,15 @@ class BenchDatabase:
             return int(conn.scalar(select(func.count()).select_from(Email)) or 0)
 
     def truth(self, account_id: Scope, max_breakdown: int) -> ScopeStats:
-        """What the database says now, computed directly (never through a strategy)."""
-        with snapshot(self.engine) as session:
-            return compute_scope(session, account_id, clock.now(), max_breakdown)
+        """What the database says now, computed directly (never through a strategy).
+
+        Its connection is named TRUTH_APPLICATION, so load sampling can leave it out.
+        """
+        truth_engine = make_engine(self.url, connect_args={"application_name": TRUTH_APPLICATION})
+        with snapshot(truth_engine) as session:
+            stats = compute_scope(session, account_id, clock.now(), max_breakdown)
+        truth_engine.dispose()
+        return stats
 
     def largest_accounts(self, count: int) -> list[int]:
         """The accounts with the most emails, largest first."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func, text
@@ -103,7 +104,7 @@ class MatView:
         stats = fold_counts(counted, categories, self.ctx.max_breakdown, False, [account_id])
         return reading(stats[account_id], kind, refreshed)
 
-    def on_mutation(self, mutation: Mutation) -> None:
+    def on_commit(self, batch: Sequence[Mutation]) -> None:
         """Nothing: the next scheduled refresh picks it up."""
 
     def make_cold(self, account_id: Scope) -> None:

@@ -1,6 +1,7 @@
 """The mutation stream of the mixed load: new emails, emails read, emails relabelled.
 
-Each mutation is one transaction, as a web request would commit it. New emails arrive already
+A batch of mutations commits in one transaction (one for a web request, more for a bulk action
+or an import). New emails arrive already
 read, so `total_emails - unread_count` of the all-accounts scope grows by exactly one with every
 insert and every mark-read, and by nothing else: a value's progress counter says which prefix
 of the stream it reflects (see `shared.bench.staleness`).
@@ -15,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import Engine, bindparam, insert, select, text, update
 
 from shared.event_types import EmailCreated, EmailRow, EmailUpdated, Event
 from shared.models import Email
@@ -116,25 +117,40 @@ def plan(
             )
 
 
-def apply(engine: Engine, mutation: Mutation) -> Mutation:
-    """Commit one mutation in its own transaction; return it with the id of an inserted email."""
-    after = mutation.after
+def apply(engine: Engine, batch: Sequence[Mutation]) -> list[Mutation]:
+    """Commit a batch in one transaction; return it, in order, with the ids of inserted emails."""
+    inserts = [m for m in batch if m.change is Change.INSERT]
+    updates = [m for m in batch if m.change is not Change.INSERT]
     with engine.begin() as conn:
-        if mutation.change is Change.INSERT:
-            values = {
-                "message_id": f"bench-{uuid.uuid4().hex}@dashcache.invalid",
-                "account_id": mutation.account_id,
-                "category_id": after.category_id,
-                "is_unread": after.is_unread,
-                "is_auto_labeled": after.is_auto_labeled,
-                "created_at": after.created_at,
-                "updated_at": after.created_at,
-            }
-            email_id = conn.scalar(insert(Email).values(values).returning(Email.id))
-            return replace(mutation, email_id=int(email_id or 0))
-        conn.execute(
-            update(Email)
-            .where(Email.id == mutation.email_id)
-            .values(is_unread=after.is_unread, category_id=after.category_id)
-        )
-    return mutation
+        ids: list[int] = []
+        if inserts:
+            rows = [
+                {
+                    "message_id": f"bench-{uuid.uuid4().hex}@dashcache.invalid",
+                    "account_id": m.account_id,
+                    "category_id": m.after.category_id,
+                    "is_unread": m.after.is_unread,
+                    "is_auto_labeled": m.after.is_auto_labeled,
+                    "created_at": m.after.created_at,
+                    "updated_at": m.after.created_at,
+                }
+                for m in inserts
+            ]
+            query = insert(Email).returning(Email.id, sort_by_parameter_order=True)
+            ids = [int(email_id) for email_id in conn.scalars(query, rows)]
+        if updates:
+            conn.execute(_UPDATE, [_update_params(m) for m in updates])
+    inserted = iter(ids)
+    return [replace(m, email_id=next(inserted)) if m.change is Change.INSERT else m for m in batch]
+
+
+_UPDATE = (
+    update(Email)
+    .where(Email.id == bindparam("target"))
+    .values(is_unread=bindparam("unread"), category_id=bindparam("category"))
+)
+
+
+def _update_params(mutation: Mutation) -> dict[str, object]:
+    after = mutation.after
+    return {"target": mutation.email_id, "unread": after.is_unread, "category": after.category_id}

@@ -10,7 +10,8 @@ may not allow; so the bench combines what every PostgreSQL has:
   primary key (mutations address rows by id). A parallel scan counts once per process.
 - Time spent on dashboard queries: `pg_stat_activity` sampled every few milliseconds from
   another database; each active backend (parallel workers included) whose statement is a
-  dashboard query adds the time since the previous sample.
+  dashboard query adds the time since the previous sample. The bench's own truth checks run
+  under an application name of their own and are left out.
 - Time spent on every statement: `pg_stat_database.active_time` (PostgreSQL 14+).
 
 Counters are read with every client of the bench database disconnected, so they are flushed.
@@ -72,10 +73,11 @@ def read_counters(engine: Engine) -> Counters:
 class ActivitySampler:
     """Samples pg_stat_activity of one database in a thread; integrates dashboard query time."""
 
-    def __init__(self, database_url: str, database: str) -> None:
+    def __init__(self, database_url: str, database: str, ignore_application: str) -> None:
         url = make_url(database_url).set(database="postgres")
         self._dsn = url.set(drivername="postgresql").render_as_string(False)
         self._database = database
+        self._ignore = ignore_application
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pg-sampler", daemon=True)
         self.dashboard_seconds = 0.0
@@ -93,14 +95,16 @@ class ActivitySampler:
         conn = psycopg2.connect(self._dsn)
         conn.autocommit = True
         query = (
-            "SELECT query FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
-            "AND pid <> pg_backend_pid()"
+            "SELECT a.query FROM pg_stat_activity a "
+            "LEFT JOIN pg_stat_activity leader ON leader.pid = a.leader_pid "
+            "WHERE a.datname = %s AND a.state = 'active' AND a.pid <> pg_backend_pid() "
+            "AND coalesce(leader.application_name, a.application_name) <> %s"
         )
         try:
             with conn.cursor() as cursor:
                 previous = time.perf_counter()
                 while not self._stop.wait(SAMPLE_INTERVAL_SECONDS):
-                    cursor.execute(query, (self._database,))
+                    cursor.execute(query, (self._database, self._ignore))
                     active = sum(1 for (sql,) in cursor.fetchall() if DASHBOARD_SQL.search(sql))
                     now = time.perf_counter()
                     self.dashboard_seconds += active * (now - previous)

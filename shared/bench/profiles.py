@@ -28,6 +28,7 @@ class Profile:
     steady_seconds: float
     steady_rate: float
     burst: int
+    burst_batch: int
     quiet_seconds: float
     stampede_readers: int
     recompute_repeats: int
@@ -73,6 +74,7 @@ QUICK = Profile(
     steady_seconds=3.0,
     steady_rate=50.0,
     burst=1_000,
+    burst_batch=20,
     quiet_seconds=1.5,
     stampede_readers=50,
     recompute_repeats=3,
@@ -93,6 +95,7 @@ FULL = Profile(
     steady_seconds=20.0,
     steady_rate=50.0,
     burst=10_000,
+    burst_batch=20,
     quiet_seconds=5.0,
     stampede_readers=50,
     recompute_repeats=5,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from shared import clock
 from shared.bench.mutations import Mutation
 from shared.config import Settings
 from shared.db import make_engine
-from shared.keys import ALL_SCOPE, Kind, Scope, scope_token
+from shared.keys import Kind, Scope, scope_token
 from shared.recompute import snapshot, to_data
 from shared.stats import ScopeStats, compute_scope
 from shared.store import Envelope
@@ -76,8 +77,8 @@ class Strategy(Protocol):
     def read(self, kind: Kind, account_id: Scope) -> Reading:
         """One dashboard read, the way a web process would do it."""
 
-    def on_mutation(self, mutation: Mutation) -> None:
-        """React to one committed change (called after its commit)."""
+    def on_commit(self, batch: Sequence[Mutation]) -> None:
+        """React to the mutations of one transaction, called after its commit."""
 
     def make_cold(self, account_id: Scope) -> None:
         """Forget anything precomputed for a scope, so the next read finds nothing."""
@@ -119,7 +120,7 @@ class Live:
         stats, now = compute_now(self.engine, account_id, self.ctx.max_breakdown)
         return reading(stats, kind, now)
 
-    def on_mutation(self, mutation: Mutation) -> None:
+    def on_commit(self, batch: Sequence[Mutation]) -> None:
         """Nothing to do: the next read sees it."""
 
     def make_cold(self, account_id: Scope) -> None:
@@ -175,13 +176,11 @@ class TtlInvalidate:
                 self.stale_sets += 1
         return reading(stats, kind, now)
 
-    def on_mutation(self, mutation: Mutation) -> None:
-        account_id = mutation.account_id
-        scopes: tuple[Scope, ...] = (account_id, None)
+    def on_commit(self, batch: Sequence[Mutation]) -> None:
+        scopes: set[Scope] = {None, *(m.account_id for m in batch)}
         self.ctx.redis.delete(*(self.key(k, s) for s in scopes for k in Kind))
         with self._lock:
-            self._invalidations[scope_token(account_id)] += 1
-            self._invalidations[ALL_SCOPE] += 1
+            self._invalidations.update(scope_token(scope) for scope in scopes)
 
     def make_cold(self, account_id: Scope) -> None:
         self.ctx.redis.delete(*(self.key(k, account_id) for k in Kind))
