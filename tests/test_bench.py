@@ -30,6 +30,7 @@ def test_quick_profile_reports_every_strategy_and_holds_the_invariants(
     assert list(mixed) == list(STRATEGIES) == list(report["stampede"]["strategies"])
     assert set(STRATEGIES) < report["latency"]["scopes"]["all accounts"].keys()
     assert mixed["dashcache"]["dashboard_queries"] < mixed["live"]["dashboard_queries"]
+    assert mixed["dashcache"]["emails_rows_read"] < mixed["live"]["emails_rows_read"]
     assert all(s["read_errors"] == 0 for s in mixed.values())
     for name, strategy in mixed.items():
         raced = strategy.get("stale_sets", 0) > 0  # ttl-invalidate's race leaves old values

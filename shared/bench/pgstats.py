@@ -5,13 +5,15 @@ may not allow; so the bench combines what every PostgreSQL has:
 
 - Dashboard queries, counted: `pg_stat_user_tables.seq_scan` of `categories`. Every dashboard
   computation and every materialized-view read loads the category taxonomy with one sequential
-  scan; nothing else in the bench scans it (foreign-key checks use its primary key).
-- Scans of `emails` by dashboard queries: `seq_scan` plus index scans of every index but the
-  primary key (mutations address rows by id). A parallel scan counts once per process.
+  scan; nothing else in the bench scans it (foreign-key checks use its primary key). A REFRESH
+  of the view reads no categories: refreshes are reported apart.
+- Rows of `emails` read by dashboard queries: `seq_tup_read` plus `idx_tup_read` of every index
+  but the primary key (mutations address rows by id; inserts read none). Scans are kept too,
+  but a parallel scan counts once per process.
 - Time spent on dashboard queries: `pg_stat_activity` sampled every few milliseconds from
-  another database; each active backend (parallel workers included) whose statement is a
-  dashboard query adds the time since the previous sample. The bench's own truth checks run
-  under an application name of their own and are left out.
+  another database; each client backend running a dashboard statement adds the time since the
+  previous sample (statement-seconds, the unit of `active_time`; parallel workers not added).
+  The bench's own truth checks run under an application name of their own and are left out.
 - Time spent on every statement: `pg_stat_database.active_time` (PostgreSQL 14+).
 
 Counters are read with every client of the bench database disconnected, so they are flushed.
@@ -38,6 +40,9 @@ _COUNTERS_SQL = text(
       (SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_user_tables WHERE relname = 'emails')
       + (SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes
          WHERE relname = 'emails' AND indexrelname <> 'emails_pkey'),
+      (SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables WHERE relname = 'emails')
+      + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes
+         WHERE relname = 'emails' AND indexrelname <> 'emails_pkey'),
       (SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0)
        FROM pg_stat_user_tables WHERE relname LIKE '%\\_mv'),
       (SELECT coalesce(active_time, 0) FROM pg_stat_database WHERE datname = current_database()),
@@ -53,6 +58,7 @@ class Counters:
 
     dashboard_queries: int
     emails_scans: int
+    emails_rows_read: int
     matview_scans: int
     active_ms: float
     transactions: int
@@ -67,7 +73,7 @@ def read_counters(engine: Engine) -> Counters:
     with engine.connect() as conn:
         row = conn.execute(_COUNTERS_SQL).one()
     engine.dispose()
-    return Counters(int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]))
+    return Counters(int(row[0]), int(row[1]), int(row[2]), int(row[3]), float(row[4]), int(row[5]))
 
 
 class ActivitySampler:
@@ -95,10 +101,9 @@ class ActivitySampler:
         conn = psycopg2.connect(self._dsn)
         conn.autocommit = True
         query = (
-            "SELECT a.query FROM pg_stat_activity a "
-            "LEFT JOIN pg_stat_activity leader ON leader.pid = a.leader_pid "
-            "WHERE a.datname = %s AND a.state = 'active' AND a.pid <> pg_backend_pid() "
-            "AND coalesce(leader.application_name, a.application_name) <> %s"
+            "SELECT query FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+            "AND application_name <> %s"
         )
         try:
             with conn.cursor() as cursor:
