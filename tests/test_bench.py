@@ -33,7 +33,7 @@ def test_quick_profile_reports_every_strategy_and_holds_the_invariants(
     assert mixed["dashcache"]["emails_rows_read"] < mixed["live"]["emails_rows_read"]
     assert all(s["read_errors"] == 0 for s in mixed.values())
     for name, strategy in mixed.items():
-        raced = strategy.get("stale_sets", 0) > 0  # ttl-invalidate's race leaves old values
+        raced = strategy.get("racing_sets", 0) > 0  # ttl-invalidate's race leaves old values
         assert strategy["final_matches_truth"] or raced, name
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (out / "results.md").read_text()

@@ -218,7 +218,7 @@ def _settle(run: Run, strategy: Strategy, accounts: list[int]) -> dict[str, Any]
 def _extras(strategy: Strategy) -> dict[str, Any]:
     """What only some strategies have: stale stores, refreshes, worker CPU, memory per scope."""
     extras: dict[str, Any] = {}
-    for attribute in ("stale_sets", "refreshes"):
+    for attribute in ("racing_sets", "refreshes"):
         if hasattr(strategy, attribute):
             extras[attribute] = getattr(strategy, attribute)
     memory = getattr(strategy, "memory_per_scope", None)

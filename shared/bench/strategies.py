@@ -136,9 +136,9 @@ class Live:
 class TtlInvalidate:
     """Cache-aside: GET; on a miss compute, SET with a 600 s TTL; DEL the keys on every change.
 
-    A miss stores both kinds of its scope (one pass computes both). `stale_sets` counts stores
-    of a value whose computation overlapped an invalidation of its scope: the classic race that
-    leaves an old value cached until the TTL ends.
+    A miss stores both kinds of its scope (one pass computes both). `racing_sets` counts stores
+    of a value whose computation overlapped an invalidation of its scope: each may hold an old
+    value until the TTL ends (the classic race; whether it did is what the settle check shows).
     """
 
     name = "ttl-invalidate"
@@ -146,7 +146,7 @@ class TtlInvalidate:
     def __init__(self, ctx: BenchContext) -> None:
         self.ctx = ctx
         self.engine = make_engine(ctx.database_url, pool_size=64, max_overflow=0)
-        self.stale_sets = 0
+        self.racing_sets = 0
         self._invalidations: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -173,7 +173,7 @@ class TtlInvalidate:
         pipe.execute()
         with self._lock:
             if self._invalidations[token] != seen:
-                self.stale_sets += 1
+                self.racing_sets += 1
         return reading(stats, kind, now)
 
     def on_commit(self, batch: Sequence[Mutation]) -> None:
