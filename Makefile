@@ -35,9 +35,3 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
-
-# `make bench PROFILE=full OUT=docs/bench` (DATABASE_URL must point at PostgreSQL).
-PROFILE ?= quick
-OUT ?= bench-results
-bench: $(STAMP)
-	$(BIN)/dashcache bench --profile $(PROFILE) --out $(OUT)
