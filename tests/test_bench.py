@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from shared.bench.harness import STRATEGIES
+from shared.bench.staleness import ProgressClock
 from shared.cli import main
 from shared.config import Settings
 
@@ -39,3 +40,13 @@ def test_quick_profile_reports_every_strategy_and_holds_the_invariants(
     markdown = (out / "results.md").read_text()
     assert "## 2. Mixed load" in markdown
     assert "## Targets" in markdown
+
+
+def test_staleness_counts_from_the_first_commit_a_value_misses() -> None:
+    """A value missing commit k+1 was behind since it; commits after the read began do not count."""
+    progress = ProgressClock(base=100, commits=[10.0, 11.0, 12.0])
+    behind = {"total_emails": 301, "unread_count": 200}  # reflects 1 of 3 commits
+    current = {"total_emails": 303, "unread_count": 200}
+    assert progress.behind(behind, read_started=12.5) == 1.5
+    assert progress.behind(behind, read_started=10.5) == 0.0
+    assert progress.behind(current, read_started=20.0) == 0.0

@@ -18,7 +18,9 @@ WORKER_CONCURRENCY = 2
 
 
 class Dashcache:
-    """Worker + beat keep every scope warm; mutations are published as events after commit
+    """Worker, beat, events and reader, as deployed.
+
+    Worker and beat keep every scope warm; each committed batch is published as events
     (`shared.events.EventPublisher`); reads go through `DashboardReader`.
 
     With `background=False` no process runs: only the reader library, on cold keys.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from shared.bench.dashcache import Dashcache
@@ -34,7 +34,6 @@ class Run:
     ctx: BenchContext
     profile: Profile
     progress: Callable[[str], None] = log_progress
-    notes: list[str] = field(default_factory=list)
 
     def strategy(self, name: str, background: bool = True) -> Strategy:
         """A new strategy; `background=False` keeps schedules and processes from running."""
