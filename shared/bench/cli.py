@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ from shared.bench.profiles import PROFILES
 from shared.cli_support import friendly_errors
 from shared.config import Settings
 from shared.errors import ConfigError
+from shared.logging import configure_logging
 
 
 @click.command()
@@ -41,7 +43,8 @@ def bench(
     """Compare live, ttl-invalidate, matview and dashcache in one run (needs PostgreSQL).
 
     Creates and drops a database of its own on the server of DATABASE_URL; uses REDIS_URL and
-    CELERY_BROKER_URL under a key prefix of its own. Progress goes to stderr.
+    CELERY_BROKER_URL under a key prefix of its own. Progress goes to stderr; the worker's and
+    beat's logs to DIR/logs.
     """
     try:
         from shared.bench.runner import run_bench
@@ -51,6 +54,8 @@ def bench(
         ) from None
     if not settings.database_url.startswith("postgresql"):
         raise ConfigError("DATABASE_URL must point at a PostgreSQL server for the bench")
+    # The progress lines are this process's output; its readers' own logs would drown them.
+    configure_logging(replace(settings, log_level="WARNING"))
     profile = PROFILES[profile_name]
     if emails:
         profile = profile.with_sizes(emails)
