@@ -13,6 +13,7 @@ import redis
 from sqlalchemy import Engine, text
 
 LIBRARIES = ("sqlalchemy", "psycopg2-binary", "redis", "hiredis", "celery", "kombu", "matplotlib")
+"""Distributions whose versions are recorded ("redis" is redis-py, the client)."""
 
 
 def cpu_model() -> str:
@@ -35,8 +36,11 @@ def describe(engine: Engine, client: redis.Redis) -> dict[str, Any]:
     with engine.connect() as conn:
         postgres = conn.scalar(text("SHOW server_version"))
     info: dict[str, Any] = client.info("server")
-    versions = {"python": platform.python_version(), "postgresql": postgres}
-    versions["redis"] = info.get("redis_version")
+    versions = {
+        "python": platform.python_version(),
+        "postgresql": postgres,
+        "redis-server": info.get("redis_version"),
+    }
     for library in LIBRARIES:
         try:
             versions[library] = metadata.version(library)

@@ -83,6 +83,7 @@ def _cell(value: Any) -> str:
 def markdown(results: dict[str, Any]) -> str:
     """Every scenario as a table, with the run's machine, versions and sizes first."""
     machine = results["machine"]
+    sizes = ", ".join(f"{size['emails']:,}" for size in results["recompute"])
     lines = [
         f"# dashcache bench: profile `{results['profile']['name']}`",
         "",
@@ -91,7 +92,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {machine['cpu_model']}, {machine['cores']} cores, {machine['memory_gb']} GB; "
         f"load average at start {machine['load_average_at_start']}, "
         f"at end {results.get('load_average_at_end')}.",
+        f"Load average (1, 5, 15 min) when each scenario began: "
+        f"{results.get('load_average_at_scenario_start')}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v),
+        "",
+        f"Rows: scenario 4 at {sizes} "
+        f"emails; scenarios 1-3 at {results['rows']:,} (the mixed load adds some: "
+        f"{results['rows_at_end']:,} at the end).",
         "",
         "Database load is PostgreSQL's own statistics; see `shared/bench/pgstats.py`.",
         "",

@@ -51,9 +51,14 @@ def run_bench(
                 db.grow_to(size)
                 results["recompute"].append(run_recompute(run))
             results["rows"] = db.rows
-            results["latency"] = run_latency(run)
-            results["mixed"] = run_mixed(run)
-            results["stampede"] = run_stampede(run)
+            loads = results["load_average_at_scenario_start"] = {}
+            for name, scenario in (
+                ("latency", run_latency),
+                ("mixed", run_mixed),
+                ("stampede", run_stampede),
+            ):
+                loads[name] = load_average()
+                results[name] = scenario(run)
             results["rows_at_end"] = db.count_emails()
             if ten_million:
                 progress(f"seeding the bench database to {TEN_MILLION:,} emails")
