@@ -164,7 +164,13 @@ def _mixed(mixed: dict[str, Any] | None) -> list[str]:
         for name, s in strategies.items()
     ]
     lines += _table(header, rows)
-    extra_keys = ("racing_sets", "refreshes", "worker_cpu_seconds", "redis_bytes_per_scope")
+    extra_keys = (
+        "load_seconds",
+        "racing_sets",
+        "refreshes",
+        "worker_cpu_seconds",
+        "redis_bytes_per_scope",
+    )
     extras = {name: {k: s[k] for k in extra_keys if k in s} for name, s in strategies.items()}
     notes = [f"{name}: {extra}" for name, extra in extras.items() if extra]
     return [*lines, *(f"- {note}" for note in notes), ""]

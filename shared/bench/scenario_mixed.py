@@ -140,6 +140,7 @@ def _load(
         "read_errors": len(errors),
         "first_read_error": errors[0] if errors else None,
         "reads_per_second": round(len(latencies) / wall, 1),
+        "load_seconds": round(wall, 1),
         "mutations": len(mutations),
         "burst_mutations_per_second": round(
             (len(mutations) - steady) / max(burst_seconds, 1e-9), 1
