@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from shared import clock
@@ -110,7 +110,8 @@ def bench_database(server_url: str, accounts: int, categories: int) -> Iterator[
     if not url.drivername.startswith("postgresql"):
         raise InvalidArgument(f"the bench needs PostgreSQL, got a {url.drivername} URL")
     name = f"dashcache_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin_url = url.set(database="postgres").render_as_string(False)
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
