@@ -43,11 +43,7 @@ _COUNTERS_SQL = text(
       (SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables WHERE relname = 'emails')
       + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes
          WHERE relname = 'emails' AND indexrelname <> 'emails_pkey'),
-      (SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0)
-       FROM pg_stat_user_tables WHERE relname LIKE '%\\_mv'),
-      (SELECT coalesce(active_time, 0) FROM pg_stat_database WHERE datname = current_database()),
-      (SELECT coalesce(xact_commit + xact_rollback, 0) FROM pg_stat_database
-       WHERE datname = current_database())
+      (SELECT coalesce(active_time, 0) FROM pg_stat_database WHERE datname = current_database())
     """
 )
 
@@ -59,9 +55,7 @@ class Counters:
     dashboard_queries: int
     emails_scans: int
     emails_rows_read: int
-    matview_scans: int
     active_ms: float
-    transactions: int
 
     def __sub__(self, earlier: Counters) -> Counters:
         values = [getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)]
@@ -73,7 +67,7 @@ def read_counters(engine: Engine) -> Counters:
     with engine.connect() as conn:
         row = conn.execute(_COUNTERS_SQL).one()
     engine.dispose()
-    return Counters(int(row[0]), int(row[1]), int(row[2]), int(row[3]), float(row[4]), int(row[5]))
+    return Counters(int(row[0]), int(row[1]), int(row[2]), float(row[3]))
 
 
 class ActivitySampler:

@@ -66,7 +66,6 @@ def _one_strategy(run: Run, strategy: Strategy) -> dict[str, Any]:
         "dashboard_queries": used.dashboard_queries,
         "emails_scans": used.emails_scans,
         "emails_rows_read": used.emails_rows_read,
-        "matview_scans": used.matview_scans,
         "reads": summary_ms(latencies),
         "read_errors": len(errors),
     }
