@@ -82,7 +82,7 @@ def _one_strategy(run: Run, name: str, mutations: list[Mutation], hot: list[int]
             "dashboard_queries": used.dashboard_queries,
             "emails_scans": used.emails_scans,
             "emails_rows_read": used.emails_rows_read,
-                "dashboard_db_seconds": round(sampler.dashboard_seconds, 3),
+            "dashboard_db_seconds": round(sampler.dashboard_seconds, 3),
             "all_statements_db_seconds": round(used.active_ms / 1000, 3),
             "activity_samples": sampler.samples,
         }
