@@ -81,7 +81,7 @@ class Dashcache:
         self.reader.close()
         self.publisher.close()
         prefix = self.settings.key_prefix
-        patterns = (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding.{prefix}.*")
+        patterns = (f"{prefix}:*", f"{prefix}.*", f"_kombu.*.{prefix}.*")
         keys = [key for p in patterns for key in self.ctx.redis.scan_iter(p, count=1000)]
         if keys:
             self.ctx.redis.delete(*keys)

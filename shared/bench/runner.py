@@ -8,6 +8,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from shared.bench.database import bench_database
 from shared.bench.harness import Run, log_progress
 from shared.bench.machine import describe, load_average
@@ -20,6 +22,7 @@ from shared.bench.scenario_recompute import run_recompute
 from shared.bench.scenario_stampede import run_stampede
 from shared.bench.strategies import BenchContext
 from shared.config import Settings
+from shared.metrics import metrics_for
 from shared.store import make_redis
 
 REDIS_TIMEOUT_SECONDS = 5.0
@@ -65,6 +68,7 @@ def run_bench(
                 db.grow_to(TEN_MILLION)
                 results["recompute"].append(run_recompute(run))
     finally:
+        _sweep(client, replace(settings, key_prefix=prefix))
         client.close()
     results["load_average_at_end"] = load_average()
     results["duration_seconds"] = round(time.monotonic() - started, 1)
@@ -75,3 +79,12 @@ def run_bench(
         f"done in {results['duration_seconds']} s: " + ", ".join(str(out / n) for n in OUTPUTS)
     )
     return results
+
+
+def _sweep(client: redis.Redis, settings: Settings) -> None:
+    """Flush this process's metrics for the run's prefix, then delete every key and queue of it."""
+    metrics_for(settings).flush()
+    patterns = (f"{settings.key_prefix}*", f"_kombu.*.{settings.key_prefix}*")
+    keys = [key for pattern in patterns for key in client.scan_iter(pattern, count=1000)]
+    if keys:
+        client.delete(*keys)
