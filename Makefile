@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 # Read-path cost of metrics (needs Redis on REDIS_URL; prints medians, asserts nothing).
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench_read_metrics
+	$(BIN)/python -m shared.bench.metrics_overhead
 
 format: $(STAMP)
 	$(BIN)/ruff format shared worker tests
