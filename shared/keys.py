@@ -70,7 +70,7 @@ def check_read_options(fresh: object, max_age: object) -> None:
     if max_age is not None and (
         isinstance(max_age, bool)
         or not isinstance(max_age, int | float)
-        or not math.isfinite(max_age)
+        or (isinstance(max_age, float) and not math.isfinite(max_age))
         or max_age < 0
     ):
         raise InvalidArgument(f"max_age must be None or a number of seconds >= 0, got {max_age!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import string
 from datetime import UTC
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -114,14 +115,6 @@ def test_keys_stay_under_their_prefix_and_never_collide(
     assert not KeySchema(prefix).beat.startswith(f"{prefix}:{SCHEMA}:")
 
 
-@pytest.fixture
-def reader(settings: Settings) -> DashboardReader:
-    """A reader on the test database and this test's prefix."""
-    reader = DashboardReader.from_settings(settings)
-    yield reader  # type: ignore[misc]
-    reader.close()
-
-
 @hyp_settings(
     max_examples=60,
     deadline=None,
@@ -139,6 +132,46 @@ def test_reader_arguments_work_or_raise_invalid_argument(
     assert value.data == {}
     aggregates = reader.get_aggregates(account_id=account_id)  # type: ignore[arg-type]
     assert aggregates.data["total_emails"] == 0
+
+
+def documented_read_options(fresh: object, max_age: object) -> bool:
+    """What the README allows: `fresh` a bool, `max_age` None or a finite number of seconds >= 0
+    (a bool is not a number of seconds)."""
+    if type(fresh) is not bool:
+        return False
+    if max_age is None:
+        return True
+    if type(max_age) not in (int, float):
+        return False
+    return max_age >= 0 and max_age != float("inf")  # NaN fails `>= 0`
+
+
+@hyp_settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    fresh=anything | st.booleans(),
+    max_age=anything | st.integers(min_value=0) | st.floats(min_value=0) | st.just(10**400),
+)
+def test_fresh_and_max_age_work_or_raise_invalid_argument(
+    reader: DashboardReader, fresh: object, max_age: object
+) -> None:
+    """Any `fresh` and `max_age` read the scope's own value (computed now when fresh) or raise
+    InvalidArgument, exactly when the README says they are invalid."""
+    options: dict[str, Any] = {"fresh": fresh, "max_age": max_age}
+    if not documented_read_options(fresh, max_age):
+        with pytest.raises(InvalidArgument, match=r"fresh|max_age"):
+            reader.get_aggregates(1, **options)
+        with pytest.raises(InvalidArgument, match=r"fresh|max_age"):
+            reader.get_category_breakdown(1, 1, **options)
+        return
+    aggregates = reader.get_aggregates(1, **options)
+    breakdown = reader.get_category_breakdown(1, 1, **options)
+    assert (aggregates.data["total_emails"], breakdown.data) == (0, {})
+    expected = {"fresh"} if fresh else {"cache", "fallback"}
+    assert {aggregates.source, breakdown.source} <= expected
 
 
 json_values = st.recursive(
