@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from types import TracebackType
 
 import redis
 
@@ -23,21 +24,39 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A memory-only `redis-server` (from PATH) on 127.0.0.1:`port`."""
+    """A memory-only `redis-server` (from PATH) on 127.0.0.1:`port`.
 
-    def __init__(self, port: int | None = None) -> None:
+    `extra` arguments go to the server as they are (TLS, `--requirepass`...); when they hold a
+    `--port` of their own, give the `url` clients reach it by. As a context manager it starts
+    the server and stops it at the end of the block.
+    """
+
+    def __init__(self, port: int | None = None, *extra: str, url: str | None = None) -> None:
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.extra = extra
+        self.url = url or f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _error: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start (or restart) the server and wait until it answers PING."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH")
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)  # noqa: S603
+        args = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if "--port" not in self.extra:
+            args += ["--port", str(self.port)]
+        self.process = subprocess.Popen([*args, *self.extra], stdout=subprocess.DEVNULL)  # noqa: S603
         client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         try:
@@ -67,11 +86,12 @@ class RedisServer:
         """Stop the server (resuming it first if paused); its data is gone."""
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGCONT)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self.process = None

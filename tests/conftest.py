@@ -22,6 +22,8 @@ from shared import refresh, store
 from shared.config import Settings
 from shared.db import init_db, make_engine
 from shared.metrics import close_all
+from shared.reader import DashboardReader
+from shared.redis_server import RedisServer
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -157,3 +159,18 @@ def settings(pg: Engine, pg_url: str, redis_url: str, key_prefix: str) -> Settin
         refresh_seconds=60,
         max_breakdown=50,
     )
+
+
+@pytest.fixture
+def reader(settings: Settings) -> Iterator[DashboardReader]:
+    """A reader on the test database and this test's prefix, closed afterwards."""
+    opened = DashboardReader.from_settings(settings)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to pause, stop and start again."""
+    with RedisServer() as server:
+        yield server

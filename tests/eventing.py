@@ -1,11 +1,8 @@
-"""Helpers of the event tests: tracked sessions, waiting on Redis state, the database's truth."""
+"""Helpers of the event tests: tracked sessions, Redis state, the database's truth."""
 
 from __future__ import annotations
 
 import json
-import time
-from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 
 import redis
@@ -18,7 +15,6 @@ from shared.events import EventPublisher, track_mutations
 from shared.keys import KeySchema, Kind, Scope
 from shared.recompute import snapshot, to_data
 from shared.stats import compute_scope
-from tests.processes import Process
 
 
 def tracked_sessions(
@@ -29,16 +25,6 @@ def tracked_sessions(
     factory = sessionmaker(engine, expire_on_commit=False)
     track_mutations(factory, lambda events: sent.append(publisher.publish_many(events)))
     return factory
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Poll `check` until it holds; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def envelope(client: redis.Redis, settings: Settings, kind: Kind, scope: Scope) -> dict:
@@ -75,14 +61,3 @@ def settled(
         if stored["data"] != expected:
             return False
     return True
-
-
-def event_runs(worker: Process) -> Counter[str]:
-    """Event-triggered recomputes the worker finished, per scope token."""
-    runs: Counter[str] = Counter()
-    for line in worker.lines:
-        if '"recompute.finished"' in line:
-            record = json.loads(line)
-            if record.get("trigger") == "event":
-                runs[record["scope"]] += 1
-    return runs

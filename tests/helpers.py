@@ -1,9 +1,10 @@
-"""Test data helpers: insert emails and categories, store aged values, count queries."""
+"""Test helpers: insert emails and categories, store aged values, count queries, poll."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -75,3 +76,13 @@ def count_queries(engine: Engine, table: str = "emails") -> list[str]:
 
     event.listen(engine, "before_cursor_execute", before)
     return seen
+
+
+def wait_until(check: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    """Poll `check` until it returns something true; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

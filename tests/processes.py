@@ -1,10 +1,9 @@
-"""Real processes for tests: Celery worker and beat with the settings' environment, redis-server."""
+"""Real processes for tests: Celery worker and beat with the settings' environment."""
 
 from __future__ import annotations
 
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -12,8 +11,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import redis
 
 from shared.config import Settings
 
@@ -121,54 +118,3 @@ def beat_process(settings: Settings, schedule_file: Path) -> Iterator[Process]:
     args = ("beat", "--loglevel", "INFO", "--schedule", str(schedule_file))
     with celery_process(settings, *args, ready="beat: Starting") as process:
         yield process
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """A memory-only redis-server of the test's own, to stop and start again (fault injection)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start on the same port every time; return once it answers."""
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.popen = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-            finally:
-                client.close()
-
-    def stop(self) -> None:
-        """Stop it and wait until it is gone."""
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            self.popen.wait(timeout=10)
-
-
-@contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    """A running RedisServer, stopped when the block ends."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from click.testing import CliRunner
@@ -11,17 +10,12 @@ from click.testing import CliRunner
 from shared.cli import main
 from shared.cli_support import EXIT_UNAVAILABLE, EXIT_USAGE
 from shared.config import Settings
+from shared.redis_server import free_port
 
 
 def run(settings: Settings, *args: str, **env: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args), env={**settings.to_env(), **env})
     return result.exit_code, result.stdout, result.stderr
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_seed_warm_get(settings: Settings) -> None:
@@ -67,7 +61,7 @@ def test_bad_setting_exits_2_naming_it(settings: Settings) -> None:
 
 def test_unreachable_redis_exits_3_without_password(settings: Settings) -> None:
     """A Redis that does not answer exits 3, and the URL's password is never printed."""
-    url = f"redis://user:hunter2@127.0.0.1:{closed_port()}/0"
+    url = f"redis://user:hunter2@127.0.0.1:{free_port()}/0"
     code, _, err = run(settings, "warm", REDIS_URL=url)
     assert code == EXIT_UNAVAILABLE
     assert "cannot reach Redis" in err
@@ -76,7 +70,7 @@ def test_unreachable_redis_exits_3_without_password(settings: Settings) -> None:
 
 def test_get_without_redis_answers_from_database_or_exits_3(settings: Settings) -> None:
     """With Redis unreachable, get computes from the database, or exits 3 when told not to."""
-    url = f"redis://user:hunter2@127.0.0.1:{closed_port()}/0"
+    url = f"redis://user:hunter2@127.0.0.1:{free_port()}/0"
     code, out, _ = run(settings, "get", "aggregates", REDIS_URL=url)
     assert (code, json.loads(out)["source"]) == (0, "fallback")
     code, _, err = run(

@@ -1,14 +1,7 @@
 """The embedded Redis that `make run` starts when none answers."""
 
-import socket
-
+from shared.redis_server import free_port
 from worker import embedded_redis
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_embedded_server_starts_answers_and_stops() -> None:

@@ -12,6 +12,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, event, insert, select, text, update
 
+from shared.bench_events import event_runs
 from shared.coalesce import Run
 from shared.config import Settings
 from shared.db import make_engine
@@ -21,8 +22,8 @@ from shared.keys import KeySchema, Kind
 from shared.models import Category, Email
 from shared.recompute import recompute_scope
 from shared.store import RedisStore
-from tests.eventing import envelope, event_runs, markers, settled, tracked_sessions, wait_until
-from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.eventing import envelope, markers, settled, tracked_sessions
+from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import worker_process
 
 AGG, BD = Kind.AGGREGATES, Kind.BREAKDOWN
@@ -67,7 +68,7 @@ def test_only_dirty_keys_are_recomputed(
     assert moved == {(BD, 1), (BD, None)}
     assert renamed == {(BD, 1), (BD, 2), (BD, None)}
     assert envelope(redis_client, settings, BD, 2)["data"] == [["mail", 1], ["work", 0]]
-    assert event_runs(worker) == {"a1": 2, "all": 2, "every": 1}
+    assert event_runs(worker.lines) == {"a1": 2, "all": 2, "every": 1}
 
 
 def test_burst_is_coalesced_and_ends_right(
@@ -97,7 +98,7 @@ def test_burst_is_coalesced_and_ends_right(
         duration = time.monotonic() - started
         keys = [(kind, scope) for kind in (AGG, BD) for scope in (1, None)]
         wait_until(lambda: settled(redis_client, settings, pg, keys), "the burst to settle")
-        runs = event_runs(worker)
+        runs = event_runs(worker.lines)
     debounce, max_wait = settings.event_debounce_ms / 1000, settings.event_max_wait_ms / 1000
     bound = duration / debounce + duration / max_wait + 4
     assert envelope(redis_client, settings, AGG, 1)["data"]["total_emails"] == 10_001
@@ -133,7 +134,7 @@ def test_event_during_a_running_recompute_causes_exactly_one_more_run(
             blocker.rollback()
             blocker.close()
         wait_until(lambda: settled(redis_client, settings, pg, [(AGG, 1)]), "the trailing run")
-        runs = event_runs(worker)
+        runs = event_runs(worker.lines)
     assert envelope(redis_client, settings, AGG, 1)["data"]["unread_count"] == 0
     assert runs_sent[1] == [Run(running[0], (AGG,), 0.25)]  # the other scope was still queued
     assert runs[running[0]] == 2
@@ -182,7 +183,7 @@ def test_slow_recompute_started_before_a_mutation_cannot_overwrite(
     assert result.fenced == 1
     assert envelope(redis_client, settings, AGG, 1) == fresh
     assert fresh["data"]["unread_count"] == 0
-    assert event_runs(worker)["a1"] == 1
+    assert event_runs(worker.lines)["a1"] == 1
 
 
 def test_bad_payloads_are_dead_lettered_and_counted(

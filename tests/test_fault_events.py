@@ -12,8 +12,8 @@ from shared.keys import Kind
 from shared.models import Email
 from shared.reader import DashboardReader
 from shared.verify import verify
-from tests.eventing import settled, wait_until
-from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.eventing import settled
+from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import worker_process
 
 KEYS = [(kind, scope) for kind in Kind for scope in (1, None)]

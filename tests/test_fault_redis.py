@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 
 from shared.config import Settings
 from shared.keys import KeySchema, Kind
-from tests.helpers import NOW, Row, add_categories, add_emails
+from shared.redis_server import RedisServer
+from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import Process, beat_process, worker_process
-from tests.servers import redis_server, wait_until
 from tests.test_worker import wait_for_value
 
 
@@ -29,7 +29,7 @@ def test_redis_restart_needs_no_process_restart(
     """After Redis loses everything in a restart, beat re-leads and the worker warms every key."""
     add_categories(pg, ["work"])
     add_emails(pg, [Row(1, 1, True, False, NOW)])
-    with redis_server() as server:
+    with RedisServer() as server:
         own = replace(
             settings,
             redis_url=server.url,
@@ -43,7 +43,7 @@ def test_redis_restart_needs_no_process_restart(
             with worker_process(own) as worker, beat_process(own, tmp_path / "beat") as beat:
                 wait_for_value(client, key, [["work", 1]])
                 server.stop()
-                wait_until(lambda: noticed_outage(beat), 20, "beat to notice the outage")
+                wait_until(lambda: noticed_outage(beat), "beat to notice the outage", 20)
                 server.start()
                 assert client.get(key) is None
                 add_emails(pg, [Row(1, 1, True, False, NOW)])

@@ -16,9 +16,9 @@ from shared.config import Settings
 from shared.dispatch import WARM_ALL, TaskSender
 from shared.keys import KeySchema, Kind
 from shared.reader import DashboardReader
-from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import beat_process, worker_process
-from tests.servers import TcpProxy, pool_children, wait_until
+from tests.servers import TcpProxy, pool_children
 from tests.test_worker import wait_for_value
 
 
@@ -44,7 +44,7 @@ def test_pool_process_killed_mid_recompute_heals_on_next_scheduled_run(
         wait_for_value(redis_client, key, [["work", 1], ["news", 0]])
         with pg.connect() as conn:
             conn.execute(text("LOCK TABLE emails IN ACCESS EXCLUSIVE MODE"))
-            wait_until(lambda: blocked_on_lock(pg), 20, "a recompute blocked on the table lock")
+            wait_until(lambda: blocked_on_lock(pg), "a recompute blocked on the table lock", 20)
             (child,) = pool_children(worker.popen.pid)
             os.kill(child, signal.SIGKILL)
             conn.rollback()
@@ -52,7 +52,7 @@ def test_pool_process_killed_mid_recompute_heals_on_next_scheduled_run(
         add_emails(pg, [Row(2, 2, True, False, NOW), Row(3, 2, False, True, NOW)])
         wait_for_value(redis_client, key, [["news", 2], ["work", 1]], timeout=30)
         assert worker.popen.poll() is None
-    wait_until(lambda: not blocked_on_lock(pg), 10, "no backend left waiting on a lock")
+    wait_until(lambda: not blocked_on_lock(pg), "no backend left waiting on a lock", 10)
     leftover = [k for k in redis_client.scan_iter(f"{fast.key_prefix}*lock*") if b":beat:" not in k]
     assert leftover == []
 

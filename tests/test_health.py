@@ -19,9 +19,9 @@ from shared.freshness import freshness_from
 from shared.health import schedule_check
 from shared.keys import KeySchema, Kind
 from shared.metrics import Metrics
+from shared.redis_server import RedisServer
 from shared.store import Envelope, RedisStore, Write
 from tests.helpers import NOW
-from tests.processes import redis_server
 
 CLOSED_DB = "postgresql+psycopg2://postgres@127.0.0.1:1/none"
 
@@ -103,7 +103,7 @@ def test_database_down_fails(healthy: Settings) -> None:
 
 def test_redis_down_fails(healthy: Settings) -> None:
     """A stopped Redis fails its check, and the checks that need it say they were not run."""
-    with redis_server() as server:
+    with RedisServer() as server:
         down = replace(healthy, redis_url=server.url, redis_timeout_seconds=0.5)
         server.stop()
         lines = failed_lines(invoke(down, "health"))

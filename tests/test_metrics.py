@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -21,9 +20,10 @@ from shared.ingest import ingest
 from shared.keys import KeySchema, Kind
 from shared.metrics import Metrics
 from shared.reader import DashboardReader
+from shared.redis_server import RedisServer
 from shared.totals import Totals, read_totals
 from tests.helpers import NOW, Row, add_categories, add_emails
-from tests.processes import redis_server, worker_process
+from tests.processes import worker_process
 
 CLOSED_DB = "postgresql+psycopg2://postgres@127.0.0.1:1/none"
 
@@ -32,13 +32,6 @@ CLOSED_DB = "postgresql+psycopg2://postgres@127.0.0.1:1/none"
 def data(pg: Engine) -> None:
     add_categories(pg, ["work", "news"])
     add_emails(pg, [Row(1, 1, True, False, NOW), Row(2, 2, False, True, NOW)])
-
-
-@pytest.fixture
-def reader(settings: Settings) -> Iterator[DashboardReader]:
-    r = DashboardReader.from_settings(settings)
-    yield r
-    r.close()
 
 
 def totals_of(settings: Settings, redis_client: redis.Redis) -> Totals:
@@ -157,7 +150,7 @@ def test_background_thread_flushes(settings: Settings, redis_client: redis.Redis
 def test_failed_flush_keeps_counts_until_redis_is_back(key_prefix: str) -> None:
     """While Redis is down, flushing fails quietly and keeps counts; they arrive once it is back."""
     keys = KeySchema(key_prefix)
-    with redis_server() as server:
+    with RedisServer() as server:
         client = redis.Redis.from_url(server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
         metrics = Metrics(client, keys, flush_seconds=60)
         for _ in range(3):

@@ -18,8 +18,9 @@ from shared.config import Settings
 from shared.keys import KeySchema, Kind
 from shared.metrics import Metrics
 from shared.prometheus import DashcacheCollector
+from shared.redis_server import free_port
 from shared.store import Envelope, RedisStore, Write, make_redis
-from tests.processes import Process, child_env, free_port
+from tests.processes import Process, child_env
 
 
 def samples_by_name(text: str) -> dict[str, list[Sample]]:

@@ -6,7 +6,6 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -21,13 +20,6 @@ from shared.errors import DashboardUnavailable, InvalidArgument
 from shared.keys import KeySchema, Kind
 from shared.reader import DashboardReader
 from tests.helpers import NOW, Row, add_categories, add_emails, put_value
-
-
-@pytest.fixture
-def reader(settings: Settings) -> Iterator[DashboardReader]:
-    r = DashboardReader.from_settings(settings)
-    yield r
-    r.close()
 
 
 @pytest.fixture

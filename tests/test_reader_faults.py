@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -16,14 +15,6 @@ from shared.keys import Kind
 from shared.reader import DashboardReader, DashboardValue
 from shared.redis_server import RedisServer, free_port
 from tests.helpers import NOW, Row, add_categories, add_emails, put_value
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, to pause and stop."""
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ from shared.db import make_engine
 from shared.keys import KeySchema, Kind
 from shared.models import Category
 from shared.reader import DashboardReader
+from shared.redis_server import RedisServer, free_port
 from shared.verify import verify
 from tests.conftest import PG_ADMIN_URL
 from tests.helpers import NOW, Row, add_categories, add_emails
 from tests.processes import Process, beat_process, child_env, worker_process
-from tests.servers import RedisServer, free_port
-from tests.test_cli import closed_port, run
+from tests.test_cli import run
 from tests.test_worker import wait_for_value
 from tests.tls import make_certificates
 
@@ -93,7 +93,7 @@ def test_wrong_passwords_are_not_in_logs_or_errors(
     finally:
         worker.stop()
         beat.stop()
-    db_url = f"postgresql://dashcache:{SECRET}@127.0.0.1:{closed_port()}/x"
+    db_url = f"postgresql://dashcache:{SECRET}@127.0.0.1:{free_port()}/x"
     code, out, err = run(refused, "get", "aggregates", DASHCACHE_ON_REDIS_DOWN="error")
     db_code, db_out, db_err = run(settings, "warm", DATABASE_URL=db_url)
     outputs = [*worker.lines, *beat.lines, out, err, db_out, db_err]

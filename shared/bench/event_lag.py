@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -181,10 +181,10 @@ def burst(
     }
 
 
-def event_runs(log_path: Path, skip: int) -> Counter[str]:
-    """Event recomputes per scope the worker logged after its first `skip` lines."""
+def event_runs(lines: Iterable[str]) -> Counter[str]:
+    """Event recomputes per scope in a worker's JSON log lines."""
     runs: Counter[str] = Counter()
-    for line in log_path.read_text().splitlines()[skip:]:
+    for line in lines:
         if '"recompute.finished"' in line:
             record = json.loads(line)
             if record.get("trigger") == "event":
@@ -231,7 +231,7 @@ def main(emails: int, accounts: int, isolated: int, burst_size: int, pg_admin_ur
                 skip = len(log_path.read_text().splitlines())
                 result = burst(settings, engine, store, publisher, burst_size)
                 time.sleep(0.5)  # let the last run's log line reach the file
-                runs = event_runs(log_path, skip)
+                runs = event_runs(log_path.read_text().splitlines()[skip:])
         finally:
             publisher.close()
             keys = list(client.scan_iter(match=f"{settings.key_prefix}*", count=1000))
