@@ -1,15 +1,19 @@
-"""Reader processes for tests: started with multiprocessing's spawn, so they share nothing."""
+"""Readers for tests: processes started with multiprocessing's spawn, so they share nothing, and a
+thread that keeps reading while a fault test breaks things."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
 from shared.config import Settings
-from shared.reader import DashboardReader
+from shared.reader import DashboardReader, DashboardValue
 from tests.helpers import count_queries
 
 
@@ -38,3 +42,48 @@ def cold_reads(
 def read_once(env: dict[str, str], account_id: int) -> None:
     """Read one scope (the test blocks the database, so this holds the lock until killed)."""
     DashboardReader.from_settings(Settings.from_env(env)).get_aggregates(account_id=account_id)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One read of a ReadLoop: the phase it started in, how long it took, what it gave."""
+
+    phase: str
+    seconds: float
+    value: DashboardValue | None
+    error: Exception | None
+
+
+class ReadLoop:
+    """Reads over and over in a thread while a fault test runs, recording every outcome with the
+    phase the test had set when the read started. Use as a context manager."""
+
+    def __init__(self, read: Callable[[], DashboardValue]) -> None:
+        self.read = read
+        self.phase = "before"
+        self.outcomes: list[Outcome] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReadLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def during(self, phase: str) -> list[Outcome]:
+        """The outcomes of reads started in `phase`."""
+        return [outcome for outcome in self.outcomes if outcome.phase == phase]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            phase, started = self.phase, time.monotonic()
+            value, error = None, None
+            try:
+                value = self.read()
+            except Exception as raised:  # recorded: the test asserts which ones may happen
+                error = raised
+            self.outcomes.append(Outcome(phase, time.monotonic() - started, value, error))
+            self._stop.wait(0.05)  # pacing only

@@ -1,4 +1,5 @@
-"""Redis restarted under a running worker and beat: both reconnect and the keys are warm again."""
+"""Redis restarted under a running worker, beat and readers: the processes reconnect, the keys are
+warm again, and readers answer from the database (or raise CacheUnavailable) meanwhile."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import redis
 from sqlalchemy import Engine
 
 from shared.config import Settings
+from shared.errors import CacheUnavailable, DashcacheError
 from shared.keys import KeySchema, Kind
+from shared.reader import DashboardReader
 from shared.redis_server import RedisServer
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import Process, beat_process, worker_process
+from tests.readers import ReadLoop
 from tests.test_worker import wait_for_value
 
 
@@ -23,10 +27,18 @@ def noticed_outage(beat: Process) -> bool:
     return any(sign in line for line in beat.lines for sign in signs)
 
 
+def answer_from_cache(loops: tuple[ReadLoop, ...], data: dict[str, int]) -> bool:
+    """True once the latest read of every loop came from the cache with `data`."""
+    latest = [loop.outcomes[-1].value if loop.outcomes else None for loop in loops]
+    return all(value and (value.source, value.data) == ("cache", data) for value in latest)
+
+
 def test_redis_restart_needs_no_process_restart(
     settings: Settings, pg: Engine, tmp_path: Path
 ) -> None:
-    """After Redis loses everything in a restart, beat re-leads and the worker warms every key."""
+    """After Redis loses everything in a restart, beat re-leads and the worker warms every key;
+    meanwhile readers answer from the database, or raise CacheUnavailable when so configured,
+    each read within the reader's deadline, and they use the cache again once it is back."""
     add_categories(pg, ["work"])
     add_emails(pg, [Row(1, 1, True, False, NOW)])
     with RedisServer() as server:
@@ -39,18 +51,41 @@ def test_redis_restart_needs_no_process_restart(
         )
         key = KeySchema(own.key_prefix).value(Kind.BREAKDOWN, 1)
         client = redis.Redis.from_url(server.url)
+        fast = replace(own, redis_timeout_seconds=0.2, breaker_reset_seconds=0.3, wait_seconds=5)
+        serving = DashboardReader.from_settings(fast)
+        strict = DashboardReader.from_settings(replace(fast, on_redis_down="error"))
         try:
-            with worker_process(own) as worker, beat_process(own, tmp_path / "beat") as beat:
+            with (
+                worker_process(own) as worker,
+                beat_process(own, tmp_path / "beat") as beat,
+                ReadLoop(lambda: serving.get_category_breakdown(account_id=1)) as database,
+                ReadLoop(lambda: strict.get_category_breakdown(account_id=1)) as error,
+            ):
                 wait_for_value(client, key, [["work", 1]])
                 server.stop()
+                database.phase = error.phase = "down"
                 wait_until(lambda: noticed_outage(beat), "beat to notice the outage", 20)
+                wait_until(lambda: len(error.during("down")) >= 3, "reads while Redis is down")
                 server.start()
+                database.phase = error.phase = "back"
                 assert client.get(key) is None
                 add_emails(pg, [Row(1, 1, True, False, NOW)])
                 wait_for_value(client, key, [["work", 2]], timeout=60)
                 leading = beat.lines_with("beat.leading", 2)
+                both = (database, error)
+                wait_until(lambda: answer_from_cache(both, {"work": 2}), "reads from cache again")
                 assert worker.popen.poll() is None
                 assert beat.popen.poll() is None
         finally:
+            serving.close()
+            strict.close()
             client.close()
     assert [json.loads(line)["event"] for line in leading] == ["beat.leading"] * len(leading)
+    down = database.during("down")
+    answers = [(o.value.source, o.value.data) if o.value else o.error for o in down]
+    assert answers == [("fallback", {"work": 1})] * len(down)
+    assert down
+    assert all(isinstance(o.error, CacheUnavailable) for o in error.during("down"))
+    everything = database.outcomes + error.outcomes
+    assert all(o.error is None or isinstance(o.error, DashcacheError) for o in everything)
+    assert max(o.seconds for o in down + error.during("down")) < fast.wait_seconds
