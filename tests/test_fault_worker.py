@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from shared.config import Settings
 from shared.dispatch import WARM_ALL, TaskSender
+from shared.errors import DashboardUnavailable
 from shared.keys import KeySchema, Kind
 from shared.reader import DashboardReader
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
@@ -60,7 +63,8 @@ def test_pool_process_killed_mid_recompute_heals_on_next_scheduled_run(
 def test_database_outage_retries_with_backoff_serves_last_value_and_converges(
     settings: Settings, pg: Engine, redis_client: redis.Redis
 ) -> None:
-    """With the database cut warm_all retries (logged), the last value stays, then it converges."""
+    """With the database cut warm_all retries (logged), readers get the last value and a miss
+    raises DashboardUnavailable within the deadline; then everything converges."""
     url = make_url(settings.database_url)
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
     through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
@@ -74,14 +78,20 @@ def test_database_outage_retries_with_backoff_serves_last_value_and_converges(
         with worker_process(cut_off) as worker:
             before = wait_for_value(redis_client, key, [["work", 1]])
             proxy.cut()
-            add_emails(pg, [Row(1, 1, True, False, NOW)])
+            served = reader.get_category_breakdown(limit=5)
+            started = time.monotonic()
+            with pytest.raises(DashboardUnavailable, match="database failed"):
+                reader.get_aggregates(account_id=2)
+            miss_seconds = time.monotonic() - started
+            add_emails(pg, [Row(1, 1, True, False, NOW), Row(2, None, True, False, NOW)])
             sender.send(WARM_ALL, [], cut_off.schedule_queue)
             failed = worker.lines_with("recompute.failed", 2, timeout=30)
             retries = worker.lines_with("Retry in", 2, timeout=30)
-            served = reader.get_category_breakdown(limit=5)
             assert json.loads(redis_client.get(key) or b"{}") == before
             proxy.restore()
             after = wait_for_value(redis_client, key, [["work", 2]], timeout=40)
+            wait_until(lambda: answers(reader, account_id=2), "a miss answered again", 30)
+            cold = reader.get_aggregates(account_id=2)
     finally:
         proxy.cut()
         sender.close()
@@ -90,3 +100,14 @@ def test_database_outage_retries_with_backoff_serves_last_value_and_converges(
     assert all(json.loads(line)["error"].startswith("OperationalError") for line in failed)
     assert all("OperationalError" in json.loads(line)["event"] for line in retries)
     assert after["generation"] > before["generation"]
+    assert miss_seconds < cut_off.wait_seconds
+    assert (cold.source, cold.data["total_emails"]) == ("cache", 1)
+
+
+def answers(reader: DashboardReader, account_id: int) -> bool:
+    """True when a read of the scope returns a value rather than DashboardUnavailable."""
+    try:
+        reader.get_aggregates(account_id=account_id)
+    except DashboardUnavailable:
+        return False
+    return True
