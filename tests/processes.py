@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from shared.bench.launcher import celery_command, celery_env, worker_args
 from shared.config import Settings
 
 
@@ -76,16 +75,10 @@ class Process:
         self.popen.stderr.close()
 
 
-def child_env(settings: Settings) -> dict[str, str]:
-    """The test's environment plus the settings, JSON logs for parsing."""
-    return {**os.environ, **settings.to_env(), "DASHCACHE_LOG_FORMAT": "json"}
-
-
 @contextmanager
 def celery_process(settings: Settings, *args: str, ready: str) -> Iterator[Process]:
     """Run `celery -A worker ARGS` until the block ends; wait for a line containing `ready`."""
-    command = [sys.executable, "-m", "celery", "-A", "worker", *args]
-    process = Process(command, child_env(settings))
+    process = Process(celery_command(*args), celery_env(settings))
     try:
         process.wait_for(ready)
         yield process
@@ -96,19 +89,7 @@ def celery_process(settings: Settings, *args: str, ready: str) -> Iterator[Proce
 @contextmanager
 def worker_process(settings: Settings, concurrency: int = 1) -> Iterator[Process]:
     """A real Celery worker consuming both dashcache queues."""
-    with celery_process(
-        settings,
-        "worker",
-        "--pool",
-        "prefork",
-        "--concurrency",
-        str(concurrency),
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel",
-        "INFO",
-        ready="ready",
-    ) as process:
+    with celery_process(settings, *worker_args(concurrency), ready="ready") as process:
         yield process
 
 

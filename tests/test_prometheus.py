@@ -14,13 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from shared import clock
+from shared.bench.launcher import celery_env
 from shared.config import Settings
 from shared.keys import KeySchema, Kind
 from shared.metrics import Metrics
 from shared.prometheus import DashcacheCollector
 from shared.redis_server import free_port
 from shared.store import Envelope, RedisStore, Write, make_redis
-from tests.processes import Process, child_env
+from tests.processes import Process
 
 
 def samples_by_name(text: str) -> dict[str, list[Sample]]:
@@ -57,7 +58,7 @@ def test_endpoint_exposes_counters_histogram_and_ages(
     port = free_port()
     dashcache = str(Path(sys.executable).with_name("dashcache"))
     command = [dashcache, "metrics", "serve", "--port", str(port)]
-    server = Process([*command, "--addr", "127.0.0.1"], child_env(settings))
+    server = Process([*command, "--addr", "127.0.0.1"], celery_env(settings))
     try:
         server.wait_for("metrics.serving")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:

@@ -3,7 +3,6 @@ read-only database role that is enough for the worker and the readers."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,6 +14,7 @@ from sqlalchemy import Engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
+from shared.bench.launcher import celery_command, celery_env
 from shared.config import Settings
 from shared.db import make_engine
 from shared.keys import KeySchema, Kind
@@ -24,7 +24,7 @@ from shared.redis_server import RedisServer, free_port
 from shared.verify import verify
 from tests.conftest import PG_ADMIN_URL
 from tests.helpers import NOW, Row, add_categories, add_emails
-from tests.processes import Process, beat_process, child_env, worker_process
+from tests.processes import Process, beat_process, worker_process
 from tests.test_cli import run
 from tests.test_worker import wait_for_value
 from tests.tls import make_certificates
@@ -84,9 +84,8 @@ def test_wrong_passwords_are_not_in_logs_or_errors(
     """A rejected Redis password and an unreachable database leave no secret in output."""
     wrong = tls_redis.replace(SECRET, "wrong-" + SECRET)
     refused = replace(settings, redis_url=wrong, broker_url=wrong, refresh_seconds=1)
-    command = [sys.executable, "-m", "celery", "-A", "worker"]
-    worker = Process([*command, "worker", "--pool", "solo"], child_env(refused))
-    beat = Process([*command, "beat", "--schedule", str(tmp_path / "b")], child_env(refused))
+    worker = Process(celery_command("worker", "--pool", "solo"), celery_env(refused))
+    beat = Process(celery_command("beat", "--schedule", str(tmp_path / "b")), celery_env(refused))
     try:
         worker.wait_for("invalid username-password pair", timeout=30)
         beat.wait_for("beat.redis_unavailable", timeout=30)

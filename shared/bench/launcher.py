@@ -15,6 +15,22 @@ from shared.config import Settings
 STOP_TIMEOUT_SECONDS = 15.0
 
 
+def celery_command(*args: str) -> list[str]:
+    """`celery -A worker ARGS` with this interpreter."""
+    return [sys.executable, "-m", "celery", "-A", "worker", *args]
+
+
+def celery_env(settings: Settings) -> dict[str, str]:
+    """This process's environment plus the settings, with JSON logs (parsed by tests and runs)."""
+    return {**os.environ, **settings.to_env(), "DASHCACHE_LOG_FORMAT": "json"}
+
+
+def worker_args(concurrency: int) -> list[str]:
+    """How a worker is run: prefork pool, no gossip or mingle, INFO logs."""
+    pool = ["--pool", "prefork", "--concurrency", str(concurrency)]
+    return ["worker", *pool, "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+
+
 class Celery:
     """`celery -A worker ARGS` as a child process with the settings' environment.
 
@@ -22,10 +38,9 @@ class Celery:
     """
 
     def __init__(self, settings: Settings, log_dir: Path, *args: str) -> None:
-        env = {**os.environ, **settings.to_env(), "DASHCACHE_LOG_FORMAT": "json"}
         self.log_path = log_dir / f"{args[0]}.log"
         with self.log_path.open("ab") as log:
-            command = [sys.executable, "-m", "celery", "-A", "worker", *args]
+            command, env = celery_command(*args), celery_env(settings)
             self.popen = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
                 command, env=env, stdout=subprocess.DEVNULL, stderr=log
             )
@@ -65,19 +80,7 @@ class WorkerAndBeat:
     def __init__(self, settings: Settings, concurrency: int, log_dir: Path) -> None:
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.worker = Celery(
-            settings,
-            self.log_dir,
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            str(concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        )
+        self.worker = Celery(settings, self.log_dir, *worker_args(concurrency))
         schedule = str(self.log_dir / "beat-schedule")
         self.beat = Celery(settings, self.log_dir, "beat", "--schedule", schedule)
         self.started = time.monotonic()
