@@ -13,12 +13,14 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:refresh:S`   | string | marker: a background refresh of S was asked for (PX)       |
 | `P:v1:pending:K:T` | string | an event recompute of kind K, target T is queued (PX)      |
 | `P:v1:running:K:T` | string | an event recompute of kind K, target T is running (PX)     |
+| `P:v1:dirty:K`     | set    | account scope tokens whose kind K awaits an `accounts` run |
 | `P:v1:deadletter`  | list   | rejected event payloads with the reason, newest first      |
 | `P:v1:counters`    | hash   | monotonic counters, e.g. `events.rejected`                 |
 | `P:v1:metrics`     | hash   | metric totals of every process (see shared/metrics.py)     |
 | `P:beat:...`       | (many) | beat's schedule and leader lock (RedBeat), outside `v1`    |
 
-A target T is a scope token, or `every` for one grouped pass over every scope. Pub/sub channel
+A target T is `all`, `every` (one grouped pass over every scope) or `accounts` (the dirty
+accounts of a kind, recomputed in one grouped pass). Pub/sub channel
 `P:v1:filled:S`: a single-flight lock holder publishes `ok` or `error: ...` when done.
 
 Bump `SCHEMA` when a value's shape changes: old and new workers then never read each other's keys.
@@ -37,6 +39,8 @@ SCHEMA = "v1"
 ALL_SCOPE = "all"
 EVERY_SCOPE = "every"
 """Pseudo scope token of event targets: every warmed scope, recomputed in one grouped pass."""
+ACCOUNTS_SCOPE = "accounts"
+"""Pseudo target of the markers of event runs over the dirty accounts of a kind."""
 
 
 class Kind(StrEnum):
@@ -123,6 +127,10 @@ class KeySchema:
     def running(self, kind: Kind, target: str) -> str:
         """Marker: an event recompute of this kind and target is running."""
         return f"{self.prefix}:{SCHEMA}:running:{kind.value}:{target}"
+
+    def dirty_accounts(self, kind: Kind) -> str:
+        """Set of account scope tokens whose values of this kind await an `accounts` run."""
+        return f"{self.prefix}:{SCHEMA}:dirty:{kind.value}"
 
     @property
     def dead_letters(self) -> str:

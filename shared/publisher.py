@@ -11,7 +11,7 @@ from functools import cache
 
 import redis
 
-from shared.coalesce import Coalescer, Run
+from shared.coalesce import Coalescer, Run, run_scope
 from shared.config import Settings
 from shared.dispatch import RECOMPUTE_TARGETS, TaskSender
 from shared.event_types import Event
@@ -44,13 +44,17 @@ class EventPublisher:
         """Publish a batch (one transaction's events): one mark for all of its keys."""
         batch = list(events)
         runs = self.coalescer.mark(targets_of_all(batch))
+        self.send_runs(runs)
+        self._count(batch, runs)
+        return runs
+
+    def send_runs(self, runs: Iterable[Run]) -> None:
+        """Send each run to the events queue (after its countdown, if any)."""
         for run in runs:
             args = [run.scope, [kind.value for kind in run.kinds]]
             self.sender.send(
                 RECOMPUTE_TARGETS, args, self.settings.events_queue, countdown=run.countdown
             )
-        self._count(batch, runs)
-        return runs
 
     def _count(self, batch: list[Event], runs: list[Run]) -> None:
         """Count every event received, and as coalesced each that caused no run of its own.
@@ -61,7 +65,7 @@ class EventPublisher:
         unclaimed = {Target(kind, run.scope) for run in runs for kind in run.kinds}
         for event in batch:
             self.metrics.record_event("received")
-            mine = targets_of(event) & unclaimed
+            mine = {Target(t.kind, run_scope(t)) for t in targets_of(event)} & unclaimed
             unclaimed -= mine
             if not mine:
                 self.metrics.record_event("coalesced")

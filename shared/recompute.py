@@ -6,7 +6,7 @@ so they all take a ticket before reading and can never overwrite a newer value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from shared import clock
 from shared.keys import Kind, Scope
-from shared.stats import ScopeStats, compute_every_scope, compute_scope
+from shared.stats import ScopeStats, compute_accounts, compute_every_scope, compute_scope
 from shared.store import Envelope, RedisStore, Write
 
 ALL_KINDS = (Kind.AGGREGATES, Kind.BREAKDOWN)
@@ -86,6 +86,27 @@ def recompute_every_scope(
     with snapshot(engine) as session:
         stats = compute_every_scope(session, now, max_breakdown, include=known)
     return write_result(store, RecomputeResult(generation, now, stats, 0, 0), kinds)
+
+
+def recompute_accounts(
+    engine: Engine,
+    store: RedisStore,
+    kinds_by_account: Mapping[int, tuple[Kind, ...]],
+    max_breakdown: int,
+) -> RecomputeResult:
+    """Recompute many accounts in one grouped pass; write only each account's given kinds."""
+    generation = store.take_ticket()
+    now = clock.now()
+    with snapshot(engine) as session:
+        stats = compute_accounts(session, kinds_by_account, now, max_breakdown)
+    result = RecomputeResult(generation, now, stats, 0, 0)
+    writes = [
+        Write(kind, account_id, result.envelope(kind, account_id))
+        for account_id, kinds in kinds_by_account.items()
+        for kind in kinds
+    ]
+    flags = store.write(writes)
+    return replace(result, written=sum(flags), fenced=len(flags) - sum(flags))
 
 
 def compute_unwritten(

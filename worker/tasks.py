@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import clock
-from shared.coalesce import recompute_targets
+from shared.coalesce import Run, recompute_targets, run_label
 from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL, WARM_SCOPE
 from shared.ingest import ingest
 from shared.keys import Kind, Scope, check_account_id, scope_token
@@ -56,19 +56,24 @@ def warm_scope(account_id: Scope) -> int:
 
 @app.task(name=RECOMPUTE_TARGETS, bind=True, **RETRY)
 def recompute_event_targets(self: Any, scope: str, kinds: list[str]) -> int:
-    """Recompute the kinds of one scope (or `every`) that events made stale, coalesced."""
+    """Recompute the kinds of a target (`all`, `every`, `accounts`) events made stale, coalesced."""
     rt = runtime()
 
-    def run() -> RecomputeResult:
-        parsed = [Kind(kind) for kind in kinds]
-        coalescer = rt.publisher.coalescer
-        token = str(self.request.id)
-        max_breakdown = rt.settings.max_breakdown
+    def run() -> RecomputeResult | None:
+        event_run = Run(scope, tuple(Kind(kind) for kind in kinds), None)
+        publisher, token = rt.publisher, str(self.request.id)
         return recompute_targets(
-            rt.engine, rt.store, coalescer, scope, parsed, token, max_breakdown
+            rt.engine,
+            rt.store,
+            publisher.coalescer,
+            event_run,
+            token,
+            rt.settings.max_breakdown,
+            publisher.send_runs,
         )
 
-    return _logged(str(scope), run, trigger="event", kinds=kinds).written
+    result = _logged(str(scope), run, trigger="event", kinds=kinds)
+    return 0 if result is None else result.written
 
 
 @app.task(name=INGEST_EVENTS, autoretry_for=(RedisError,), max_retries=3, retry_backoff=1)
@@ -79,10 +84,28 @@ def ingest_events(payload: object) -> int:
     return accepted
 
 
+@overload
 def _logged(
-    scope: str, run: Callable[[], RecomputeResult], trigger: Trigger = "schedule", **extra: Any
-) -> RecomputeResult:
-    """Run one recompute; log one line and count it in the metrics, whatever happens."""
+    scope: str, run: Callable[[], RecomputeResult], trigger: Trigger = ..., **extra: Any
+) -> RecomputeResult: ...
+
+
+@overload
+def _logged(
+    scope: str, run: Callable[[], RecomputeResult | None], trigger: Trigger = ..., **extra: Any
+) -> RecomputeResult | None: ...
+
+
+def _logged(
+    scope: str,
+    run: Callable[[], RecomputeResult | None],
+    trigger: Trigger = "schedule",
+    **extra: Any,
+) -> RecomputeResult | None:
+    """Run one recompute; log one line and count it in the metrics, whatever happens.
+
+    A run that found nothing left to claim (None) logs outcome `skipped` and is not counted.
+    """
     metrics = runtime().metrics
     started = time.perf_counter()
     try:
@@ -102,10 +125,21 @@ def _logged(
         )
         raise
     duration = time.perf_counter() - started
+    if result is None:
+        log.info(
+            "recompute.finished",
+            scope=scope,
+            trigger=trigger,
+            duration_ms=round(duration * 1000, 1),
+            outcome="skipped",
+            scopes=0,
+            **extra,
+        )
+        return None
     metrics.record_recompute(trigger, result.outcome, duration, fenced=result.fenced)
     log.info(
         "recompute.finished",
-        scope=scope,
+        scope=run_label(scope, result),
         trigger=trigger,
         duration_ms=round(duration * 1000, 1),
         outcome=result.outcome,

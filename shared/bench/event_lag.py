@@ -182,12 +182,12 @@ def burst(
 
 
 def event_runs(lines: Iterable[str]) -> Counter[str]:
-    """Event recomputes per scope in a worker's JSON log lines."""
+    """Event recomputes per scope label in a worker's JSON log lines (skipped runs left out)."""
     runs: Counter[str] = Counter()
     for line in lines:
         if '"recompute.finished"' in line:
             record = json.loads(line)
-            if record.get("trigger") == "event":
+            if record.get("trigger") == "event" and record.get("outcome") != "skipped":
                 runs[record["scope"]] += 1
     return runs
 
