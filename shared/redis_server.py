@@ -24,17 +24,24 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A memory-only `redis-server` (from PATH) on 127.0.0.1:`port`.
+    """A memory-only `redis-server` (`binary`, default the one on PATH) on 127.0.0.1:`port`.
 
     `extra` arguments go to the server as they are (TLS, `--requirepass`...); when they hold a
     `--port` of their own, give the `url` clients reach it by. As a context manager it starts
     the server and stops it at the end of the block.
     """
 
-    def __init__(self, port: int | None = None, *extra: str, url: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *extra: str,
+        url: str | None = None,
+        binary: str | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.extra = extra
         self.url = url or f"redis://127.0.0.1:{self.port}/0"
+        self.binary = binary
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> RedisServer:
@@ -50,7 +57,7 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start (or restart) the server and wait until it answers PING."""
-        binary = shutil.which("redis-server")
+        binary = self.binary or shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH")
         args = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]

@@ -31,9 +31,9 @@ def main() -> int:
     """Run worker and beat until interrupted; returns the first child's non-zero exit code."""
     settings = Settings.from_env()
     configure_logging(settings)
-    children: list[subprocess.Popen[bytes]] = []
+    embedded = None
     if "REDIS_URL" not in os.environ and not embedded_redis.answers(DEFAULT_REDIS_URL):
-        children.append(embedded_redis.start(port=6379))
+        embedded = embedded_redis.start(port=6379)
         log.info("embedded_redis.started", url=DEFAULT_REDIS_URL)
     if "DATABASE_URL" not in os.environ:
         seed_demo(settings)
@@ -42,7 +42,6 @@ def main() -> int:
         subprocess.Popen([*celery, "worker", "--loglevel", "INFO", "--without-gossip"]),  # noqa: S603
         subprocess.Popen([*celery, "beat", "--loglevel", "INFO"]),  # noqa: S603
     ]
-    children.extend(workers)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         for child in workers:
@@ -54,10 +53,12 @@ def main() -> int:
     except KeyboardInterrupt:
         codes = [child.wait() for child in workers]
     finally:
-        for child in children:
+        for child in workers:
             if child.poll() is None:
                 child.terminate()
                 child.wait()
+        if embedded is not None:
+            embedded.stop()
     return next((code for code in codes if code not in (0, -signal.SIGTERM)), 0)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import redis
+
+from shared.redis_server import RedisServer
 
 
 def answers(url: str) -> bool:
@@ -35,29 +35,7 @@ def server_binary() -> str:
     return found
 
 
-def start(port: int, timeout: float = 10.0) -> subprocess.Popen[bytes]:
-    """Start a memory-only Redis on 127.0.0.1:`port` and wait until it answers."""
-    process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own binary
-        [
-            server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--maxmemory-policy",
-            "noeviction",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + timeout
-    while not answers(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"embedded redis-server did not start on port {port}")
-        time.sleep(0.1)
-    return process
+def start(port: int) -> RedisServer:
+    """Start a memory-only, never-evicting Redis on 127.0.0.1:`port`; wait until it answers."""
+    server = RedisServer(port, "--maxmemory-policy", "noeviction", binary=server_binary())
+    return server.start()
