@@ -50,6 +50,7 @@ def test_redis_restart_needs_no_process_restart(
             ttl_seconds=60,
         )
         key = KeySchema(own.key_prefix).value(Kind.BREAKDOWN, 1)
+        sentinel = f"{own.key_prefix}:test:sentinel"
         client = redis.Redis.from_url(server.url)
         fast = replace(own, redis_timeout_seconds=0.2, breaker_reset_seconds=0.3, wait_seconds=5)
         serving = DashboardReader.from_settings(fast)
@@ -62,13 +63,14 @@ def test_redis_restart_needs_no_process_restart(
                 ReadLoop(lambda: strict.get_category_breakdown(account_id=1)) as error,
             ):
                 wait_for_value(client, key, [["work", 1]])
+                client.set(sentinel, "before the restart")
                 server.stop()
                 database.phase = error.phase = "down"
                 wait_until(lambda: noticed_outage(beat), "beat to notice the outage", 20)
                 wait_until(lambda: len(error.during("down")) >= 3, "reads while Redis is down")
                 server.start()
                 database.phase = error.phase = "back"
-                assert client.get(key) is None
+                assert client.get(sentinel) is None
                 add_emails(pg, [Row(1, 1, True, False, NOW)])
                 wait_for_value(client, key, [["work", 2]], timeout=60)
                 leading = beat.lines_with("beat.leading", 2)
