@@ -40,8 +40,11 @@ for i = 3, #KEYS do
   local accept = 1
   local current = redis.call('GET', KEYS[i])
   if current then
-    local ok, decoded = pcall(cjson.decode, current)
-    local stored = ok and tonumber(decoded['generation']) or 0
+    local stored = tonumber(string.match(current, '^{"generation":(%d+),'))
+    if not stored then
+      local ok, decoded = pcall(cjson.decode, current)
+      stored = ok and tonumber(decoded['generation']) or 0
+    end
     if stored > seq then
       redis.call('SET', KEYS[1], stored)
       seq = stored
