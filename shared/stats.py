@@ -7,9 +7,10 @@ into dashboard values is pure and lives in `fold_counts`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, select
@@ -74,45 +75,73 @@ def aggregates_from(counts: Counts, categories_count: int) -> dict[str, Any]:
     }
 
 
+CountRow = tuple[Scope, int | None, int, int, int, int, int]
+"""One group's counts: (scope, category id, total, auto_labeled, unread, this week, previous
+week), the columns of `counts_query` with the scope first."""
+
+
 def breakdown_from(
-    by_category: Mapping[int, int], categories: Mapping[int, str], limit: int
+    by_category: Mapping[int, int], by_name: Sequence[tuple[int, str]], limit: int
 ) -> list[tuple[str, int]]:
-    """Every category with its count (zero included), by count desc then name asc, cut to limit."""
-    pairs = [(name, by_category.get(cid, 0)) for cid, name in categories.items()]
-    pairs.sort(key=lambda pair: (-pair[1], pair[0]))
+    """Every category with its count (zero included), by count desc then name asc, cut to limit.
+
+    `by_name` is the taxonomy as (id, name) pairs ordered by name: the sort by count is stable,
+    so ties keep that order.
+    """
+    pairs = [(name, by_category.get(cid, 0)) for cid, name in by_name]
+    pairs.sort(key=itemgetter(1), reverse=True)
     return pairs[:limit]
 
 
 def fold_counts(
-    rows: Iterable[tuple[Scope, int | None, Counts]],
+    rows: Iterable[CountRow],
     categories: Mapping[int, str],
     max_breakdown: int,
     every_scope: bool,
     include: Iterable[Scope] = (),
 ) -> dict[Scope, ScopeStats]:
-    """Fold (scope, category, counts) rows into stats per scope.
+    """Fold count rows into stats per scope.
 
-    With `every_scope`, each row also counts toward the all-accounts scope (None), which is then
-    always present. Scopes in `include` are present even without rows (all zeros).
+    With `every_scope`, the rows' scopes are accounts and each row also counts toward the
+    all-accounts scope (None), which is then always present. Scopes in `include` are present
+    even without rows (all zeros). The rows are gathered per scope first, so each scope's totals
+    are column sums (`zip` and `sum`, no per-row Python arithmetic).
     """
-    totals: dict[Scope, Counts] = {scope: Counts() for scope in include}
-    by_category: dict[Scope, dict[int, int]] = {}
-    for account_id, category_id, counts in rows:
-        scopes: tuple[Scope, ...] = (account_id, None) if every_scope else (account_id,)
-        for scope in scopes:
-            totals.setdefault(scope, Counts()).add(counts)
-            if category_id is not None:
-                per_scope = by_category.setdefault(scope, {})
-                per_scope[category_id] = per_scope.get(category_id, 0) + counts.total
-    if every_scope:
-        totals.setdefault(None, Counts())
-    return {
-        scope: ScopeStats(
-            aggregates=aggregates_from(scope_counts, len(categories)),
-            breakdown=breakdown_from(by_category.get(scope, {}), categories, max_breakdown),
+    grouped: dict[Scope, list[CountRow]] = {scope: [] for scope in include}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row)
+    by_name = sorted(categories.items(), key=itemgetter(1))
+    every = Counts()
+    every_by_category: dict[int, int] = {}
+    stats: dict[Scope, ScopeStats] = {}
+    for scope, scope_rows in grouped.items():
+        counts, by_category = sum_rows(scope_rows)
+        if every_scope:
+            every.add(counts)
+            for cid, total in by_category.items():
+                every_by_category[cid] = every_by_category.get(cid, 0) + total
+        stats[scope] = ScopeStats(
+            aggregates_from(counts, len(categories)),
+            breakdown_from(by_category, by_name, max_breakdown),
         )
-        for scope, scope_counts in totals.items()
-    }
+    if every_scope:
+        stats[None] = ScopeStats(
+            aggregates_from(every, len(categories)),
+            breakdown_from(every_by_category, by_name, max_breakdown),
+        )
+    return stats
+
+
+def sum_rows(rows: Sequence[CountRow]) -> tuple[Counts, dict[int, int]]:
+    """The totals of some rows, and their total per category (uncategorized left out)."""
+    if not rows:
+        return Counts(), {}
+    _, category_ids, *columns = zip(*rows, strict=True)
+    by_category: dict[int, int] = {}
+    for cid, total in zip(category_ids, columns[0], strict=True):
+        if cid is not None:
+            by_category[cid] = by_category.get(cid, 0) + total
+    return Counts(*map(sum, columns)), by_category
 
 
 def compute_scope(
@@ -122,7 +151,7 @@ def compute_scope(
     query = counts_query(now).group_by(Email.category_id)
     if account_id is not None:
         query = query.where(Email.account_id == account_id)
-    rows = ((account_id, row[0], Counts(*row[1:])) for row in session.execute(query))
+    rows = [(account_id, *row) for row in session.connection().execute(query)]
     categories = load_categories(session)
     return fold_counts(rows, categories, max_breakdown, False, include=[account_id])[account_id]
 
@@ -134,9 +163,7 @@ def compute_every_scope(
 
     Accounts in `include` (scopes warmed before) are returned even when they have no emails left.
     """
-    rows = (
-        (row[-1], row[0], Counts(*row[1:-1])) for row in session.execute(every_scope_query(now))
-    )
+    rows = session.connection().execute(every_scope_query(now))
     categories = load_categories(session)
     return fold_counts(rows, categories, max_breakdown, True, include=include)
 
@@ -147,16 +174,17 @@ def compute_accounts(
     """Every number of each given account (not of all accounts), as of `now`: one grouped pass."""
     ids = sorted(set(account_ids))
     query = every_scope_query(now).where(Email.account_id.in_(ids))
-    rows = ((row[-1], row[0], Counts(*row[1:-1])) for row in session.execute(query))
+    rows = session.connection().execute(query)
     categories = load_categories(session)
     return fold_counts(rows, categories, max_breakdown, False, include=ids)
 
 
 def every_scope_query(
     now: datetime | ColumnElement[datetime],
-) -> Select[int | None, int, int, int, int, int, int]:
-    """Counts per (account, category): the columns of `counts_query`, then `account_id`."""
-    query = counts_query(now).add_columns(Email.account_id)
+) -> Select[int, int | None, int, int, int, int, int]:
+    """Counts per (account, category): `account_id`, then the columns of `counts_query`."""
+    counts = counts_query(now)
+    query = select(Email.account_id, *counts.selected_columns)
     return query.group_by(Email.account_id, Email.category_id)
 
 

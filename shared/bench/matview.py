@@ -21,15 +21,17 @@ from shared.bench.strategies import BenchContext, Reading, reading
 from shared.db import make_engine
 from shared.keys import Kind, Scope
 from shared.recompute import snapshot
-from shared.stats import Counts, every_scope_query, fold_counts, load_categories
+from shared.stats import every_scope_query, fold_counts, load_categories
 
 # The view's name is a constant of this module, never input: the f-strings below are safe.
 VIEW = "dashboard_mv"
-COLUMNS = "category_id, total, auto_labeled, unread, this_week, previous_week, account_id, at"
+COLUMNS = "account_id, category_id, total, auto_labeled, unread, this_week, previous_week, at"
 _SUMS = "sum(total), sum(auto_labeled), sum(unread), sum(this_week), sum(previous_week)"
-_READ_ALL = text(f"SELECT category_id, {_SUMS}, max(at) FROM {VIEW} GROUP BY category_id")  # noqa: S608
+_READ_ALL = text(
+    f"SELECT NULL, category_id, {_SUMS}, max(at) FROM {VIEW} GROUP BY category_id"  # noqa: S608
+)
 _READ_ONE = text(
-    "SELECT category_id, total, auto_labeled, unread, this_week, previous_week, at "  # noqa: S608
+    "SELECT account_id, category_id, total, auto_labeled, unread, this_week, previous_week, at "  # noqa: S608
     f"FROM {VIEW} WHERE account_id = :account_id"
 )
 _REFRESHED_AT = text(f"SELECT max(at) FROM {VIEW}")  # noqa: S608
@@ -95,13 +97,13 @@ class MatView:
                 result = session.execute(_READ_ALL)
             else:
                 result = session.execute(_READ_ONE, {"account_id": account_id})
-            rows = [(row[0], Counts(*map(int, row[1:6])), row[6]) for row in result]
+            found = result.all()
+            rows = [(account_id, row[1], *map(int, row[2:7])) for row in found]
             categories = load_categories(session)
-            refreshed: datetime | None = max((row[2] for row in rows), default=None)
+            refreshed: datetime | None = max((row[7] for row in found), default=None)
             if refreshed is None:
                 refreshed = session.execute(_REFRESHED_AT).scalar_one()
-        counted = ((account_id, category, counts) for category, counts, _ in rows)
-        stats = fold_counts(counted, categories, self.ctx.max_breakdown, False, [account_id])
+        stats = fold_counts(rows, categories, self.ctx.max_breakdown, False, [account_id])
         return reading(stats[account_id], kind, refreshed)
 
     def on_commit(self, batch: Sequence[Mutation]) -> None:
