@@ -45,6 +45,23 @@ def test_older_generation_cannot_overwrite_newer(
     assert stored.data == {"total_emails": 20}
 
 
+def test_fence_reads_a_generation_written_in_another_layout(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """The fence spots the generation at the start of its own envelopes; any other JSON layout
+    (keys reordered, spaces) is decoded whole, and still fences older writes."""
+    store = make_store(redis_client, key_prefix)
+    key = KeySchema(key_prefix).value(Kind.AGGREGATES, 1)
+    older, newest = store.take_ticket(), store.take_ticket()
+    body = {"data": {"total_emails": 30}, "computed_at": NOW.isoformat(), "generation": newest}
+    redis_client.set(key, json.dumps(body, indent=1))
+    assert store.write([Write(Kind.AGGREGATES, 1, envelope(older, 10))]) == [False]
+    assert store.write([Write(Kind.AGGREGATES, 1, envelope(store.take_ticket(), 40))]) == [True]
+    stored = store.get(Kind.AGGREGATES, 1)
+    assert stored is not None
+    assert stored.data == {"total_emails": 40}
+
+
 def test_write_sets_ttl_and_records_scope(redis_client: redis.Redis, key_prefix: str) -> None:
     """Every value gets the hard TTL and its scope joins the warmed set."""
     store = make_store(redis_client, key_prefix)
