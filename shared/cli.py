@@ -1,19 +1,20 @@
 """The `dashcache` command: set up the database, seed demo data, warm and read values.
 
-The observability commands (stats, health, metrics) live in `shared.cli_observe`; `bench` in
-`shared.bench.cli`.
+The observability commands (stats, health, metrics) live in `shared.cli_observe`. Commands of
+other packages join through the `dashcache.commands` entry point group: `bench` (the
+`bench` package) does, so `shared` never imports the benchmarks.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from importlib.metadata import entry_points
 
 import click
 from sqlalchemy import Engine
 
 from shared import clock
-from shared.bench.cli import bench
 from shared.cli_observe import health, metrics, stats
 from shared.cli_support import EXIT_DIFFERENT, friendly_errors
 from shared.config import Settings
@@ -39,7 +40,8 @@ def main(ctx: click.Context) -> None:
 main.add_command(stats)
 main.add_command(health)
 main.add_command(metrics)
-main.add_command(bench)
+for command in entry_points(group="dashcache.commands"):
+    main.add_command(command.load(), command.name)
 
 
 @main.group()

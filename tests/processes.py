@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.bench.launcher import celery_command, celery_env, worker_args
+from bench.launcher import celery_command, celery_env, worker_args
 from shared.config import Settings
 
 

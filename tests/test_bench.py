@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from shared.bench.harness import STRATEGIES
-from shared.bench.staleness import ProgressClock
+from bench.harness import STRATEGIES
+from bench.staleness import ProgressClock
 from shared.cli import main
 from shared.config import Settings
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, event, insert, select, text, update
 
-from shared.bench.event_lag import event_runs
+from bench.event_lag import event_runs
 from shared.coalesce import Run
 from shared.config import Settings
 from shared.db import make_engine

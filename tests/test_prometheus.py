@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from bench.launcher import celery_env
 from shared import clock
-from shared.bench.launcher import celery_env
 from shared.config import Settings
 from shared.keys import KeySchema, Kind
 from shared.metrics import Metrics

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from shared.bench.launcher import celery_command, celery_env
+from bench.launcher import celery_command, celery_env
 from shared.config import Settings
 from shared.db import make_engine
 from shared.keys import KeySchema, Kind

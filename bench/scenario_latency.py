@@ -11,9 +11,9 @@ import json
 import time
 from typing import Any
 
-from shared.bench.harness import STRATEGIES, Run
-from shared.bench.strategies import Strategy
-from shared.bench.timing import percentile, ratio, summary_ms
+from bench.harness import STRATEGIES, Run
+from bench.strategies import Strategy
+from bench.timing import percentile, ratio, summary_ms
 from shared.keys import KeySchema, Kind, Scope
 
 RAW = "raw-redis-get"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from shared.bench.profiles import PROFILES
+from bench.profiles import PROFILES
 from shared.cli_support import friendly_errors
 from shared.config import Settings
 from shared.errors import ConfigError
@@ -47,7 +47,7 @@ def bench(
     beat's logs to DIR/logs.
     """
     try:
-        from shared.bench.runner import run_bench
+        from bench.runner import run_bench
     except ImportError as error:
         raise ConfigError(
             f"the bench needs its optional dependencies: pip install 'dashcache[bench]' ({error})"

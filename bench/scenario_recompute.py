@@ -12,9 +12,9 @@ from collections.abc import Callable
 from statistics import median
 from typing import Any
 
-from shared.bench.harness import Run
-from shared.bench.matview import autocommit, create_view, drop_view, refresh
-from shared.bench.timing import ratio
+from bench.harness import Run
+from bench.matview import autocommit, create_view, drop_view, refresh
+from bench.timing import ratio
 from shared.keys import KeySchema
 from shared.recompute import recompute_every_scope
 from shared.store import RedisStore

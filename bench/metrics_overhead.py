@@ -1,6 +1,6 @@
 """Read-path cost of metrics: median cache-hit latency with metrics on and off, interleaved.
 
-    make bench        # or: .venv/bin/python -m shared.bench.metrics_overhead [READS]
+    make bench        # or: .venv/bin/python -m bench.metrics_overhead [READS]
 
 Uses the Redis of REDIS_URL under a key prefix of its own (deleted at the end) and a throwaway
 SQLite file (a hit never touches the database). Prints medians and their ratio; asserts nothing.

@@ -6,9 +6,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from shared.bench.launcher import WorkerAndBeat
-from shared.bench.mutations import Mutation
-from shared.bench.strategies import BenchContext, Reading
+from bench.launcher import WorkerAndBeat
+from bench.mutations import Mutation
+from bench.strategies import BenchContext, Reading
 from shared.events import EventPublisher
 from shared.keys import KeySchema, Kind, Scope
 from shared.reader import DashboardReader

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.bench.dashcache import Dashcache
-from shared.bench.database import BenchDatabase
-from shared.bench.matview import MatView
-from shared.bench.profiles import Profile
-from shared.bench.strategies import BenchContext, Live, Reading, Strategy, TtlInvalidate
+from bench.dashcache import Dashcache
+from bench.database import BenchDatabase
+from bench.matview import MatView
+from bench.profiles import Profile
+from bench.strategies import BenchContext, Live, Reading, Strategy, TtlInvalidate
 from shared.keys import Kind, Scope
 from shared.recompute import to_data
 from shared.stats import ScopeStats

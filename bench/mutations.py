@@ -4,7 +4,7 @@ A batch of mutations commits in one transaction (one for a web request, more for
 or an import). New emails arrive already
 read, so `total_emails - unread_count` of the all-accounts scope grows by exactly one with every
 insert and every mark-read, and by nothing else: a value's progress counter says which prefix
-of the stream it reflects (see `shared.bench.staleness`).
+of the stream it reflects (see `bench.staleness`).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import redis
 from sqlalchemy import Engine
 
+from bench.mutations import Mutation
 from shared import clock
-from shared.bench.mutations import Mutation
 from shared.config import Settings
 from shared.db import make_engine
 from shared.keys import Kind, Scope, scope_token

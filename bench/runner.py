@@ -10,17 +10,17 @@ from typing import Any
 
 import redis
 
-from shared.bench.database import bench_database
-from shared.bench.harness import Run, log_progress
-from shared.bench.machine import describe, load_average
-from shared.bench.plot import write_png
-from shared.bench.profiles import TEN_MILLION, Profile
-from shared.bench.report import markdown, write_json
-from shared.bench.scenario_latency import run_latency
-from shared.bench.scenario_mixed import run_mixed
-from shared.bench.scenario_recompute import run_recompute
-from shared.bench.scenario_stampede import run_stampede
-from shared.bench.strategies import BenchContext
+from bench.database import bench_database
+from bench.harness import Run, log_progress
+from bench.machine import describe, load_average
+from bench.plot import write_png
+from bench.profiles import TEN_MILLION, Profile
+from bench.report import markdown, write_json
+from bench.scenario_latency import run_latency
+from bench.scenario_mixed import run_mixed
+from bench.scenario_recompute import run_recompute
+from bench.scenario_stampede import run_stampede
+from bench.strategies import BenchContext
 from shared.config import Settings
 from shared.metrics import metrics_for
 from shared.store import make_redis

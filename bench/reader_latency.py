@@ -1,6 +1,6 @@
 """Measure the reader: hit latency against a raw GET, a cold stampede, and reads with Redis down.
 
-    DATABASE_URL=postgresql://... REDIS_URL=redis://... python -m shared.bench.reader_latency
+    DATABASE_URL=postgresql://... REDIS_URL=redis://... python -m bench.reader_latency
 
 Uses the configured database (seed it first: `dashcache seed`) and Redis under key prefixes of
 its own, deleted afterwards; the Redis-down part starts a `redis-server` of its own and pauses it.

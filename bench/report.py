@@ -100,7 +100,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"emails; scenarios 1-3 at {results['rows']:,} (the mixed load adds some: "
         f"{results['rows_at_end']:,} at the end).",
         "",
-        "Database load is PostgreSQL's own statistics; see `shared/bench/pgstats.py`.",
+        "Database load is PostgreSQL's own statistics; see `bench/pgstats.py`.",
         "",
     ]
     lines += _latency(results.get("latency"))

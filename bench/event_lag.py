@@ -1,4 +1,4 @@
-"""Measure event freshness with a real worker: `python -m shared.bench.event_lag --emails 100000`.
+"""Measure event freshness with a real worker: `python -m bench.event_lag --emails 100000`.
 
 Creates a PostgreSQL database of its own, seeds it (`shared.seed`), starts a Celery worker
 (concurrency 2) on a key prefix of its own, then measures:

@@ -3,7 +3,7 @@
 One strategy at a time: readers start (warm-up), mutations come at a steady rate (one per
 transaction), then the burst as fast as one writer commits it (a bulk action: `burst_batch` per
 transaction), then a quiet tail; readers read all along. Database load is
-read from PostgreSQL's statistics (`shared.bench.pgstats`) between two moments when nothing is
+read from PostgreSQL's statistics (`bench.pgstats`) between two moments when nothing is
 connected to the bench database, so it includes the strategy's own set-up (a view's creation,
 the worker's start-up warm) and its settling. Afterwards every checked value is polled until it
 equals the database's truth, up to the profile's settle time; the truth checks themselves are
@@ -19,14 +19,14 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from bench.database import TRUTH_APPLICATION
+from bench.harness import STRATEGIES, Run, matches_truth
+from bench.mutations import Mutation, apply, plan, unread_pool
+from bench.pgstats import ActivitySampler, read_counters
+from bench.staleness import ProgressClock
+from bench.strategies import Strategy
+from bench.timing import percentile, summary_ms
 from shared import clock
-from shared.bench.database import TRUTH_APPLICATION
-from shared.bench.harness import STRATEGIES, Run, matches_truth
-from shared.bench.mutations import Mutation, apply, plan, unread_pool
-from shared.bench.pgstats import ActivitySampler, read_counters
-from shared.bench.staleness import ProgressClock
-from shared.bench.strategies import Strategy
-from shared.bench.timing import percentile, summary_ms
 from shared.db import make_engine
 from shared.keys import Kind, Scope
 from shared.models import Category

@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, text
 from sqlalchemy.dialects import postgresql
 
-from shared.bench.mutations import Mutation
-from shared.bench.strategies import BenchContext, Reading, reading
+from bench.mutations import Mutation
+from bench.strategies import BenchContext, Reading, reading
 from shared.db import make_engine
 from shared.keys import Kind, Scope
 from shared.recompute import snapshot
