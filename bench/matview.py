@@ -103,7 +103,7 @@ class MatView:
             refreshed: datetime | None = max((row[7] for row in found), default=None)
             if refreshed is None:
                 refreshed = session.execute(_REFRESHED_AT).scalar_one()
-        stats = fold_counts(rows, categories, self.ctx.max_breakdown, False, [account_id])
+        stats = fold_counts(rows, categories, self.ctx.max_breakdown, [account_id])
         return reading(stats[account_id], kind, refreshed)
 
     def on_commit(self, batch: Sequence[Mutation]) -> None:

@@ -34,7 +34,7 @@ def run_recompute(run: Run) -> dict[str, Any]:
 
     def recompute() -> None:
         nonlocal scopes
-        scopes = len(recompute_every_scope(engine, store, run.ctx.max_breakdown).stats)
+        scopes = recompute_every_scope(engine, store, run.ctx.max_breakdown).scopes
 
     with autocommit(engine) as conn:
         drop_view(conn)

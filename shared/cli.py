@@ -97,7 +97,7 @@ def warm(settings: Settings, account_id: int | None) -> None:
         store.client.close()
         engine.dispose()
     summary = {
-        "scopes": len(result.stats),
+        "scopes": result.scopes,
         "written": result.written,
         "fenced": result.fenced,
         "generation": result.generation,

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from shared import clock
 from shared.keys import Kind, Scope
-from shared.stats import ScopeStats, compute_accounts, compute_every_scope, compute_scope
+from shared.stats import ScopeStats, compute_accounts, compute_scope, stream_every_scope
 from shared.store import Envelope, RedisStore, Write
 
 ALL_KINDS = (Kind.AGGREGATES, Kind.BREAKDOWN)
@@ -25,13 +25,18 @@ ALL_KINDS = (Kind.AGGREGATES, Kind.BREAKDOWN)
 
 @dataclass(frozen=True, slots=True)
 class RecomputeResult:
-    """What one recompute produced and how much of it the fence let through."""
+    """What one recompute produced and how much of it the fence let through.
+
+    `stats` holds every scope computed, except after an every-scope pass: that one writes its
+    batches as they come and keeps none (`scopes` still counts them).
+    """
 
     generation: int
     computed_at: datetime
     stats: dict[Scope, ScopeStats]
     written: int
     fenced: int
+    scopes: int
 
     @property
     def outcome(self) -> Literal["written", "fenced"]:
@@ -79,13 +84,21 @@ def recompute_every_scope(
     max_breakdown: int,
     kinds: tuple[Kind, ...] = ALL_KINDS,
 ) -> RecomputeResult:
-    """Recompute every scope in one grouped pass; scopes warmed before but now empty get zeros."""
+    """Recompute every scope in one grouped pass, writing each batch of accounts as it is folded
+    (memory stays bounded) and the all-accounts scope last; scopes warmed before but now empty
+    get zeros."""
     generation = store.take_ticket()
     now = clock.now()
     known = store.warmed_accounts()
+    written = fenced = scopes = 0
     with snapshot(engine) as session:
-        stats = compute_every_scope(session, now, max_breakdown, include=known)
-    return write_result(store, RecomputeResult(generation, now, stats, 0, 0), kinds)
+        for batch in stream_every_scope(session, now, max_breakdown, include=known):
+            computed = RecomputeResult(generation, now, batch, 0, 0, len(batch))
+            part = write_result(store, computed, kinds)
+            written += part.written
+            fenced += part.fenced
+            scopes += part.scopes
+    return RecomputeResult(generation, now, {}, written, fenced, scopes)
 
 
 def recompute_accounts(
@@ -99,7 +112,7 @@ def recompute_accounts(
     now = clock.now()
     with snapshot(engine) as session:
         stats = compute_accounts(session, kinds_by_account, now, max_breakdown)
-    result = RecomputeResult(generation, now, stats, 0, 0)
+    result = RecomputeResult(generation, now, stats, 0, 0, len(stats))
     writes = [
         Write(kind, account_id, result.envelope(kind, account_id))
         for account_id, kinds in kinds_by_account.items()
@@ -120,7 +133,7 @@ def compute_unwritten(
     now = clock.now()
     with snapshot(engine) as session:
         stats = {account_id: compute_scope(session, account_id, now, max_breakdown)}
-    return RecomputeResult(generation, now, stats, written=0, fenced=0)
+    return RecomputeResult(generation, now, stats, written=0, fenced=0, scopes=1)
 
 
 def write_result(

@@ -2,14 +2,16 @@
 
 The queries group by category (and by account when warming every scope) and count with FILTER,
 so one scan yields totals, flags, both growth windows and the breakdown. Folding those counts
-into dashboard values is pure and lives in `fold_counts`.
+into dashboard values is pure (`tally`, `Folder`, `fold_counts`); warming every scope streams
+the rows and folds them a batch of accounts at a time (`stream_every_scope`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
@@ -20,6 +22,10 @@ from shared.keys import Scope
 from shared.models import Category, Email
 
 WEEK = timedelta(days=7)
+BATCH_SCOPES = 1000
+"""Scopes an every-scope pass folds and hands on at a time."""
+STREAM_ROWS = 10_000
+"""Rows fetched from the database at a time while streaming."""
 
 
 @dataclass(slots=True)
@@ -93,55 +99,63 @@ def breakdown_from(
     return pairs[:limit]
 
 
-def fold_counts(
-    rows: Iterable[CountRow],
-    categories: Mapping[int, str],
-    max_breakdown: int,
-    every_scope: bool,
-    include: Iterable[Scope] = (),
-) -> dict[Scope, ScopeStats]:
-    """Fold count rows into stats per scope.
+@dataclass(slots=True)
+class Tally:
+    """The counts of some rows: their totals, and their total per category."""
 
-    With `every_scope`, the rows' scopes are accounts and each row also counts toward the
-    all-accounts scope (None), which is then always present. Scopes in `include` are present
-    even without rows (all zeros). The rows are gathered per scope first, so each scope's totals
-    are column sums (`zip` and `sum`, no per-row Python arithmetic).
-    """
-    grouped: dict[Scope, list[CountRow]] = {scope: [] for scope in include}
-    for row in rows:
-        grouped.setdefault(row[0], []).append(row)
-    by_name = sorted(categories.items(), key=itemgetter(1))
-    every = Counts()
-    every_by_category: dict[int, int] = {}
-    stats: dict[Scope, ScopeStats] = {}
-    for scope, scope_rows in grouped.items():
-        counts, by_category = sum_rows(scope_rows)
-        if every_scope:
-            every.add(counts)
-            for cid, total in by_category.items():
-                every_by_category[cid] = every_by_category.get(cid, 0) + total
-        stats[scope] = ScopeStats(
-            aggregates_from(counts, len(categories)),
-            breakdown_from(by_category, by_name, max_breakdown),
-        )
-    if every_scope:
-        stats[None] = ScopeStats(
-            aggregates_from(every, len(categories)),
-            breakdown_from(every_by_category, by_name, max_breakdown),
-        )
-    return stats
+    counts: Counts = field(default_factory=Counts)
+    by_category: dict[int, int] = field(default_factory=dict)
+
+    def add(self, other: Tally) -> None:
+        """Accumulate `other` into self."""
+        self.counts.add(other.counts)
+        for cid, total in other.by_category.items():
+            self.by_category[cid] = self.by_category.get(cid, 0) + total
 
 
-def sum_rows(rows: Sequence[CountRow]) -> tuple[Counts, dict[int, int]]:
-    """The totals of some rows, and their total per category (uncategorized left out)."""
+def tally(rows: Sequence[CountRow]) -> Tally:
+    """Column sums of some rows (`zip` and `sum`, no per-row arithmetic); uncategorized emails
+    count in the totals, not in any category."""
     if not rows:
-        return Counts(), {}
+        return Tally()
     _, category_ids, *columns = zip(*rows, strict=True)
     by_category: dict[int, int] = {}
     for cid, total in zip(category_ids, columns[0], strict=True):
         if cid is not None:
             by_category[cid] = by_category.get(cid, 0) + total
-    return Counts(*map(sum, columns)), by_category
+    return Tally(Counts(*map(sum, columns)), by_category)
+
+
+class Folder:
+    """Turns tallies into dashboard values, for one taxonomy and breakdown size."""
+
+    def __init__(self, categories: Mapping[int, str], max_breakdown: int) -> None:
+        self.by_name = sorted(categories.items(), key=itemgetter(1))
+        self.max_breakdown = max_breakdown
+
+    def stats(self, counted: Tally) -> ScopeStats:
+        """Every number of the scope whose rows were tallied."""
+        return ScopeStats(
+            aggregates_from(counted.counts, len(self.by_name)),
+            breakdown_from(counted.by_category, self.by_name, self.max_breakdown),
+        )
+
+
+def fold_counts(
+    rows: Iterable[CountRow],
+    categories: Mapping[int, str],
+    max_breakdown: int,
+    include: Iterable[Scope] = (),
+) -> dict[Scope, ScopeStats]:
+    """Fold count rows into stats per scope (the scope is each row's first column).
+
+    Scopes in `include` are present even without rows (all zeros).
+    """
+    grouped: dict[Scope, list[CountRow]] = {scope: [] for scope in include}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row)
+    folder = Folder(categories, max_breakdown)
+    return {scope: folder.stats(tally(scope_rows)) for scope, scope_rows in grouped.items()}
 
 
 def compute_scope(
@@ -153,19 +167,52 @@ def compute_scope(
         query = query.where(Email.account_id == account_id)
     rows = [(account_id, *row) for row in session.connection().execute(query)]
     categories = load_categories(session)
-    return fold_counts(rows, categories, max_breakdown, False, include=[account_id])[account_id]
+    return fold_counts(rows, categories, max_breakdown, include=[account_id])[account_id]
+
+
+def stream_every_scope(
+    session: Session,
+    now: datetime,
+    max_breakdown: int,
+    include: Iterable[int] = (),
+    batch_scopes: int = BATCH_SCOPES,
+) -> Iterator[dict[Scope, ScopeStats]]:
+    """Every number of every account with emails, then of all accounts: one grouped pass.
+
+    The rows stream in account order (a server-side cursor on PostgreSQL) and come out folded,
+    `batch_scopes` accounts at a time, so memory stays bounded however many accounts there are.
+    The last batch holds the all-accounts scope (None) and the accounts in `include` (scopes
+    warmed before) that have no emails left, with zeros.
+    """
+    folder = Folder(load_categories(session), max_breakdown)
+    query = every_scope_query(now).order_by(Email.account_id)
+    rows = session.connection().execution_options(yield_per=STREAM_ROWS).execute(query)
+    every = Tally()
+    emptied = set(include)
+    batch: dict[Scope, ScopeStats] = {}
+    for account_id, account_rows in groupby(rows, key=itemgetter(0)):
+        counted = tally(list(account_rows))
+        every.add(counted)
+        emptied.discard(account_id)
+        batch[account_id] = folder.stats(counted)
+        if len(batch) >= batch_scopes:
+            yield batch
+            batch = {}
+    for account_id in sorted(emptied):
+        batch[account_id] = folder.stats(Tally())
+    batch[None] = folder.stats(every)
+    yield batch
 
 
 def compute_every_scope(
     session: Session, now: datetime, max_breakdown: int, include: Iterable[int] = ()
 ) -> dict[Scope, ScopeStats]:
-    """Every number of every account with emails, plus the all-accounts scope: one grouped pass.
-
-    Accounts in `include` (scopes warmed before) are returned even when they have no emails left.
-    """
-    rows = session.connection().execute(every_scope_query(now))
-    categories = load_categories(session)
-    return fold_counts(rows, categories, max_breakdown, True, include=include)
+    """`stream_every_scope` gathered into one mapping (for checks; the worker streams)."""
+    return {
+        scope: stats
+        for batch in stream_every_scope(session, now, max_breakdown, include)
+        for scope, stats in batch.items()
+    }
 
 
 def compute_accounts(
@@ -176,7 +223,7 @@ def compute_accounts(
     query = every_scope_query(now).where(Email.account_id.in_(ids))
     rows = session.connection().execute(query)
     categories = load_categories(session)
-    return fold_counts(rows, categories, max_breakdown, False, include=ids)
+    return fold_counts(rows, categories, max_breakdown, include=ids)
 
 
 def every_scope_query(

@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from shared.stats import compute_every_scope, compute_scope, growth_percentage
+from shared.stats import (
+    compute_every_scope,
+    compute_scope,
+    growth_percentage,
+    stream_every_scope,
+)
 from tests.helpers import NOW, Row, add_categories, add_emails
 
 DAY = timedelta(days=1)
@@ -97,6 +102,20 @@ def test_every_scope_includes_emptied_accounts(any_db: Engine) -> None:
     assert every[7].aggregates["total_emails"] == 0
     assert every[7].breakdown == [("work", 0)]
     assert every[None].aggregates["total_emails"] == 1
+
+
+def test_every_scope_streams_in_bounded_batches(any_db: Engine) -> None:
+    """Accounts come folded a few at a time, in account order; the last batch adds the emptied
+    accounts and all accounts; together they are exactly the numbers of every scope."""
+    add_categories(any_db, ["work", "news"])
+    add_emails(any_db, [Row(a, 1 + a % 2, a % 3 == 0, True, NOW - DAY) for a in (5, 1, 4, 2, 3)])
+    with Session(any_db) as session:
+        batches = list(stream_every_scope(session, NOW, 10, include=[9], batch_scopes=2))
+        whole = {
+            scope: compute_scope(session, scope, NOW, 10) for scope in (1, 2, 3, 4, 5, 9, None)
+        }
+    assert [list(batch) for batch in batches] == [[1, 2], [3, 4], [5, 9, None]]
+    assert {scope: stats for batch in batches for scope, stats in batch.items()} == whole
 
 
 def test_growth_percentage_rules() -> None:

@@ -144,7 +144,7 @@ def _logged(
         duration_ms=round(duration * 1000, 1),
         outcome=result.outcome,
         generation=result.generation,
-        scopes=len(result.stats),
+        scopes=result.scopes,
         written=result.written,
         fenced=result.fenced,
         **extra,
