@@ -1,0 +1,132 @@
+"""How an every-scope pass grows with the number of accounts: `python -m bench.scale`.
+
+For each account count, a PostgreSQL database of the bench's own is seeded with the same number
+of emails; then, in this process:
+
+- the query alone: the every-scope query executed and every row fetched, nothing folded (the
+  baseline: what the database and the driver cost);
+- the pass: `recompute_every_scope` (stream, fold, fenced writes to Redis), median of repeats,
+  and its ratio to the query;
+- its peak Python heap (`tracemalloc`, in one extra pass of its own, since tracing slows it);
+- the Redis memory of the values written (`MEMORY USAGE` of a sample).
+
+Redis comes from REDIS_URL, under a key prefix of the run's own, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from statistics import median
+from typing import Any
+
+import click
+
+from bench.database import BenchDatabase, bench_database
+from bench.timing import ratio
+from shared import clock
+from shared.config import Settings
+from shared.keys import KeySchema, Kind
+from shared.recompute import recompute_every_scope, snapshot
+from shared.stats import every_scope_query
+from shared.store import RedisStore, make_redis
+
+CATEGORIES = 20
+MEMORY_SAMPLE = 200
+"""Values whose `MEMORY USAGE` is summed to estimate the bytes per scope."""
+
+
+def timed(step: Callable[[], object], repeats: int) -> float:
+    """Median seconds of `repeats` runs of `step`."""
+    durations = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        durations.append(time.perf_counter() - started)
+    return median(durations)
+
+
+def query_only(database: BenchDatabase) -> None:
+    """Execute the every-scope query and fetch every row, folding nothing."""
+    with snapshot(database.engine) as session:
+        session.connection().execute(every_scope_query(clock.now())).all()
+
+
+def bytes_per_scope(store: RedisStore, scopes: list[int]) -> float:
+    """Mean Redis memory of one scope's two values, over a sample of scopes."""
+    sample = scopes[:MEMORY_SAMPLE]
+    keys = [store.keys.value(kind, scope) for scope in sample for kind in Kind]
+    used = sum(int(store.client.memory_usage(key) or 0) for key in keys)
+    return used / max(len(sample), 1)
+
+
+def measure(settings: Settings, accounts: int, emails: int, repeats: int) -> dict[str, Any]:
+    """One account count: seed, then time the query and the pass."""
+    client = make_redis(settings.redis_url, 5.0)
+    store = RedisStore(client, KeySchema(f"bench-scale-{uuid.uuid4().hex[:8]}"), 3600)
+    try:
+        with bench_database(settings.database_url, accounts, CATEGORIES) as database:
+            database.grow_to(emails)
+
+            def recompute() -> None:
+                recompute_every_scope(database.engine, store, settings.max_breakdown)
+
+            recompute()  # warm the caches of PostgreSQL and of the fence's script
+            query_seconds = timed(lambda: query_only(database), repeats)
+            pass_seconds = timed(recompute, repeats)
+            tracemalloc.start()
+            result = recompute_every_scope(database.engine, store, settings.max_breakdown)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            warmed = store.warmed_accounts()
+            per_scope = bytes_per_scope(store, warmed)
+    finally:
+        stale = list(client.scan_iter(f"{store.keys.prefix}:*", count=1000))
+        if stale:
+            client.delete(*stale)
+        client.close()
+    return {
+        "accounts_seeded": accounts,
+        "emails": database.rows,
+        "scopes": result.scopes,
+        "values_written": result.written,
+        "query_ms": round(query_seconds * 1000, 1),
+        "pass_ms": round(pass_seconds * 1000, 1),
+        "pass_x_query": round(ratio(pass_seconds, query_seconds), 2),
+        "pass_us_per_scope": round(pass_seconds / max(result.scopes, 1) * 1e6, 1),
+        "peak_python_heap_mb": round(peak / 2**20, 1),
+        "redis_bytes_per_scope": round(per_scope),
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The results as a Markdown table."""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(f"{row[c]:,}" for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--emails", type=int, default=1_000_000, show_default=True)
+@click.option(
+    "--accounts", type=int, multiple=True, default=(1_000, 10_000, 100_000), show_default=True
+)
+@click.option("--repeats", type=int, default=3, show_default=True)
+def main(emails: int, accounts: tuple[int, ...], repeats: int) -> None:
+    """Print, per account count, the every-scope pass against the query alone (JSON, then a
+    Markdown table). DATABASE_URL names the PostgreSQL server; the database is the bench's."""
+    settings = Settings.from_env()
+    rows = []
+    for count in accounts:
+        click.echo(f"{count:,} accounts, {emails:,} emails", err=True)
+        rows.append(measure(settings, count, emails, repeats))
+    click.echo(json.dumps(rows, indent=2))
+    click.echo(table(rows))
+
+
+if __name__ == "__main__":
+    main()
