@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import redis
 from click.testing import CliRunner
 
 from bench.harness import STRATEGIES
+from bench.scale import measure
 from bench.staleness import ProgressClock
 from shared.cli import main
 from shared.config import Settings
@@ -50,3 +52,16 @@ def test_staleness_counts_from_the_first_commit_a_value_misses() -> None:
     assert progress.behind(behind, read_started=12.5) == 1.5
     assert progress.behind(behind, read_started=10.5) == 0.0
     assert progress.behind(current, read_started=20.0) == 0.0
+
+
+def test_scale_measures_every_scope_of_its_own_database(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """`bench.scale` warms every account it seeded plus all accounts, and reports the pass
+    against the query alone; it leaves no key behind."""
+    row = measure(settings, accounts=30, emails=2000, repeats=1)
+    assert row["emails"] == 2000
+    assert row["values_written"] == 2 * row["scopes"]
+    assert 2 <= row["scopes"] <= 31
+    assert min(row["pass_ms"], row["query_ms"], row["redis_bytes_per_scope"]) > 0
+    assert list(redis_client.scan_iter("bench-scale-*")) == []
