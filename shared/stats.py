@@ -186,7 +186,7 @@ def stream_every_scope(
     """
     folder = Folder(load_categories(session), max_breakdown)
     query = every_scope_query(now).order_by(Email.account_id)
-    rows = session.connection().execution_options(yield_per=STREAM_ROWS).execute(query)
+    rows = session.connection().execute(query.execution_options(yield_per=STREAM_ROWS))
     every = Tally()
     emptied = set(include)
     batch: dict[Scope, ScopeStats] = {}
