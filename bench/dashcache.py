@@ -6,6 +6,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
+import redis
+
 from bench.launcher import WorkerAndBeat
 from bench.mutations import Mutation
 from bench.strategies import BenchContext, Reading
@@ -88,11 +90,15 @@ class Dashcache:
 
     def memory_per_scope(self) -> float:
         """Mean Redis MEMORY USAGE of one scope's values (aggregates + breakdown), in bytes."""
-        accounts = self.reader.store.warmed_accounts()
-        scopes: list[Scope] = [None, *accounts]
-        pipe = self.ctx.redis.pipeline(transaction=False)
-        for scope in scopes:
-            for kind in Kind:
-                pipe.memory_usage(self.keys.value(kind, scope), samples=0)
-        sizes = [int(size or 0) for size in pipe.execute()]
-        return sum(sizes) / len(scopes)
+        scopes: list[Scope] = [None, *self.reader.store.warmed_accounts()]
+        return bytes_per_scope(self.ctx.redis, self.keys, scopes)
+
+
+def bytes_per_scope(client: redis.Redis, keys: KeySchema, scopes: Sequence[Scope]) -> float:
+    """Mean Redis MEMORY USAGE of the given scopes' values (aggregates + breakdown), in bytes."""
+    pipe = client.pipeline(transaction=False)
+    for scope in scopes:
+        for kind in Kind:
+            pipe.memory_usage(keys.value(kind, scope), samples=0)
+    sizes = [int(size or 0) for size in pipe.execute()]
+    return sum(sizes) / max(len(scopes), 1)

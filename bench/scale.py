@@ -25,18 +25,19 @@ from typing import Any
 
 import click
 
+from bench.dashcache import bytes_per_scope
 from bench.database import BenchDatabase, bench_database
 from bench.timing import ratio
 from shared import clock
 from shared.config import Settings
-from shared.keys import KeySchema, Kind
+from shared.keys import KeySchema
 from shared.recompute import recompute_every_scope, snapshot
 from shared.stats import every_scope_query
 from shared.store import RedisStore, make_redis
 
 CATEGORIES = 20
 MEMORY_SAMPLE = 200
-"""Values whose `MEMORY USAGE` is summed to estimate the bytes per scope."""
+"""Scopes whose values' `MEMORY USAGE` is averaged for the bytes per scope."""
 
 
 def timed(step: Callable[[], object], repeats: int) -> float:
@@ -53,14 +54,6 @@ def query_only(database: BenchDatabase) -> None:
     """Execute the every-scope query and fetch every row, folding nothing."""
     with snapshot(database.engine) as session:
         session.connection().execute(every_scope_query(clock.now())).all()
-
-
-def bytes_per_scope(store: RedisStore, scopes: list[int]) -> float:
-    """Mean Redis memory of one scope's two values, over a sample of scopes."""
-    sample = scopes[:MEMORY_SAMPLE]
-    keys = [store.keys.value(kind, scope) for scope in sample for kind in Kind]
-    used = sum(int(store.client.memory_usage(key) or 0) for key in keys)
-    return used / max(len(sample), 1)
 
 
 def measure(settings: Settings, accounts: int, emails: int, repeats: int) -> dict[str, Any]:
@@ -81,8 +74,8 @@ def measure(settings: Settings, accounts: int, emails: int, repeats: int) -> dic
             result = recompute_every_scope(database.engine, store, settings.max_breakdown)
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-            warmed = store.warmed_accounts()
-            per_scope = bytes_per_scope(store, warmed)
+            sample = store.warmed_accounts()[:MEMORY_SAMPLE]
+            per_scope = bytes_per_scope(client, store.keys, sample)
     finally:
         stale = list(client.scan_iter(f"{store.keys.prefix}:*", count=1000))
         if stale:
