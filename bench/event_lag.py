@@ -35,36 +35,19 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import Engine, create_engine, func, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import sessionmaker
 
-from shared import clock
+from bench.database import bench_database
 from shared.config import Settings
-from shared.db import init_db, make_engine
 from shared.events import EmailRow, EmailUpdated, EventPublisher, track_mutations
 from shared.keys import KeySchema, Kind, Scope
 from shared.models import Email
-from shared.seed import SeedPlan, seed_database
 from shared.store import RedisStore, make_redis
 
 ACCOUNT = 1
 """Seeded accounts are log-uniform: account 1 is the biggest."""
-
-
-@contextmanager
-def bench_database(admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards."""
-    name = f"dashcache_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+CATEGORIES = 20
 
 
 @contextmanager
@@ -215,12 +198,16 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 def main(emails: int, accounts: int, isolated: int, burst_size: int, pg_admin_url: str) -> None:
     """Seed, run a worker, print event freshness lags and the burst's numbers as JSON."""
     base = Settings.from_env()
-    with bench_database(pg_admin_url) as url, tempfile.TemporaryDirectory() as tmp:
+    with (
+        bench_database(pg_admin_url, accounts, CATEGORIES) as database,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         prefix = f"bench-{uuid.uuid4().hex[:8]}"
-        settings = replace(base, database_url=url, broker_url=base.redis_url, key_prefix=prefix)
-        engine = make_engine(url)
-        init_db(engine)
-        seed_database(engine, SeedPlan(emails, 20, accounts, 30, 0), clock.now())
+        settings = replace(
+            base, database_url=database.url, broker_url=base.redis_url, key_prefix=prefix
+        )
+        engine = database.engine
+        database.grow_to(emails)
         client = make_redis(settings.redis_url, 5.0)
         store = RedisStore(client, KeySchema(settings.key_prefix), settings.ttl_seconds)
         publisher = EventPublisher(settings, client=client)
@@ -238,7 +225,6 @@ def main(emails: int, accounts: int, isolated: int, burst_size: int, pg_admin_ur
             if keys:
                 client.delete(*keys)
             client.close()
-            engine.dispose()
     report = {
         "emails": emails,
         "isolated_events": isolated,
