@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from bench.profiles import PROFILES
+from bench.shutdown import exit_on_sigterm
 from shared.cli_support import friendly_errors
 from shared.config import Settings
 from shared.errors import ConfigError
@@ -54,6 +55,7 @@ def bench(
         ) from None
     if not settings.database_url.startswith("postgresql"):
         raise ConfigError("DATABASE_URL must point at a PostgreSQL server for the bench")
+    exit_on_sigterm()
     # The progress lines are this process's output; its readers' own logs would drown them.
     configure_logging(replace(settings, log_level="WARNING"))
     profile = PROFILES[profile_name]

@@ -112,17 +112,15 @@ def bench_database(server_url: str, accounts: int, categories: int) -> Iterator[
     name = f"dashcache_bench_{uuid.uuid4().hex[:8]}"
     admin_url = url.set(database="postgres").render_as_string(False)
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    engine = make_engine(url.set(database=name).render_as_string(False))  # connects lazily
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        engine = make_engine(url.set(database=name).render_as_string(False))
         init_db(engine)
-        database = BenchDatabase(server_url, name, engine, accounts, categories)
-        try:
-            yield database
-        finally:
-            engine.dispose()
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        yield BenchDatabase(server_url, name, engine, accounts, categories)
     finally:
+        # Dropped whatever stopped the block, even between CREATE and the first statement.
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()

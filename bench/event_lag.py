@@ -39,6 +39,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from bench.database import bench_database
+from bench.shutdown import exit_on_sigterm
 from shared.config import Settings
 from shared.events import EmailRow, EmailUpdated, EventPublisher, track_mutations
 from shared.keys import KeySchema, Kind, Scope
@@ -201,6 +202,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 )
 def main(emails: int, accounts: int, isolated: int, burst_size: int, pg_admin_url: str) -> None:
     """Seed, run a worker, print event freshness lags and the burst's numbers as JSON."""
+    exit_on_sigterm()
     base = Settings.from_env()
     with (
         bench_database(pg_admin_url, accounts, CATEGORIES) as database,

@@ -16,6 +16,7 @@ import timeit
 import uuid
 from dataclasses import replace
 
+from bench.shutdown import exit_on_sigterm
 from shared.config import Settings
 from shared.db import init_db, make_engine
 from shared.keys import KeySchema, Kind
@@ -26,6 +27,7 @@ from shared.store import RedisStore, make_redis
 
 def main(reads: int) -> None:
     """Time `reads` hits per mode, alternating modes read by read, and print the medians."""
+    exit_on_sigterm()
     with tempfile.TemporaryDirectory() as tmp:
         settings = replace(
             Settings.from_env(),

@@ -24,6 +24,7 @@ import click
 import redis
 from sqlalchemy import event
 
+from bench.shutdown import exit_on_sigterm
 from shared.breaker import CircuitBreaker
 from shared.config import Settings
 from shared.keys import Kind
@@ -172,6 +173,7 @@ def delete_prefix(settings: Settings) -> None:
 @click.option("--down-requests", default=50, show_default=True, help="Reads with Redis down.")
 def main(requests: int, readers: int, down_requests: int) -> None:
     """Print the reader's hit latency, stampede computations and Redis-down latency."""
+    exit_on_sigterm()
     base = Settings.from_env()
     configure_logging(base)
     run = uuid.uuid4().hex[:8]

@@ -27,6 +27,7 @@ import click
 
 from bench.dashcache import bytes_per_scope
 from bench.database import BenchDatabase, bench_database
+from bench.shutdown import exit_on_sigterm
 from bench.timing import ratio
 from shared import clock
 from shared.config import Settings
@@ -112,6 +113,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(emails: int, accounts: tuple[int, ...], repeats: int) -> None:
     """Print, per account count, the every-scope pass against the query alone (JSON, then a
     Markdown table). DATABASE_URL names the PostgreSQL server; the database is the bench's."""
+    exit_on_sigterm()
     settings = Settings.from_env()
     rows = []
     for count in accounts:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import redis
 from click.testing import CliRunner
+from sqlalchemy import Engine, text
 
 from bench.harness import STRATEGIES
 from bench.scale import measure
 from bench.staleness import ProgressClock
 from shared.cli import main
 from shared.config import Settings
+from tests.helpers import wait_until
 
 SCENARIOS = ("latency", "mixed", "stampede", "recompute")
 
@@ -65,3 +71,26 @@ def test_scale_measures_every_scope_of_its_own_database(
     assert 2 <= row["scopes"] <= 31
     assert min(row["pass_ms"], row["query_ms"], row["redis_bytes_per_scope"]) > 0
     assert list(redis_client.scan_iter("bench-scale-*")) == []
+
+
+def bench_databases(pg: Engine) -> set[str]:
+    """The benchmarks' databases on the server right now."""
+    query = text("SELECT datname FROM pg_database WHERE datname LIKE 'dashcache_bench_%'")
+    with pg.connect() as conn:
+        return set(conn.scalars(query))
+
+
+def test_a_bench_stopped_with_sigterm_drops_its_database(settings: Settings, pg: Engine) -> None:
+    """SIGTERM (a timeout, a cancelled job) unwinds the bench like Ctrl-C: its database goes."""
+    before = bench_databases(pg)
+    command = [sys.executable, "-m", "bench.scale", "--emails", "300000", "--accounts", "100"]
+    env = {**os.environ, **settings.to_env()}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    bench = subprocess.Popen(command, env=env, **quiet)
+    try:
+        wait_until(lambda: bench_databases(pg) - before, "the bench to create its database", 30)
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(60) == 128 + signal.SIGTERM
+    finally:
+        bench.kill()
+    assert bench_databases(pg) - before == set()
