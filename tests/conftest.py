@@ -129,12 +129,14 @@ def redis_url() -> str:
 
 @pytest.fixture
 def key_prefix(redis_url: str) -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards (never FLUSHALL)."""
+    """A key prefix of this test's own; its keys, and the bindings kombu keeps for its queues,
+    are deleted afterwards (never FLUSHALL)."""
     prefix = f"dctest-{uuid.uuid4().hex[:10]}"
     yield prefix
     close_all()  # flush this test's metric counts now, not into a deleted prefix at exit
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    patterns = (f"{prefix}*", f"_kombu.binding.{prefix}.*", f"_kombu.binding_permanent.{prefix}.*")
+    keys = [key for pattern in patterns for key in client.scan_iter(match=pattern, count=1000)]
     if keys:
         client.delete(*keys)
     client.close()
