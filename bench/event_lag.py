@@ -198,7 +198,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     "--pg-admin-url",
     default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
     show_default=True,
-    help="A PostgreSQL database to connect to for CREATE/DROP DATABASE.",
+    help="The PostgreSQL server the bench creates its database on (any database of it).",
 )
 def main(emails: int, accounts: int, isolated: int, burst_size: int, pg_admin_url: str) -> None:
     """Seed, run a worker, print event freshness lags and the burst's numbers as JSON."""

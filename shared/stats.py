@@ -185,8 +185,7 @@ def stream_every_scope(
     warmed before) that have no emails left, with zeros.
     """
     folder = Folder(load_categories(session), max_breakdown)
-    query = every_scope_query(now).order_by(Email.account_id)
-    rows = session.connection().execute(query.execution_options(yield_per=STREAM_ROWS))
+    rows = session.connection().execute(streamed_every_scope_query(now))
     every = Tally()
     emptied = set(include)
     batch: dict[Scope, ScopeStats] = {}
@@ -224,6 +223,13 @@ def compute_accounts(
     rows = session.connection().execute(query)
     categories = load_categories(session)
     return fold_counts(rows, categories, max_breakdown, include=ids)
+
+
+def streamed_every_scope_query(now: datetime) -> Select[int, int | None, int, int, int, int, int]:
+    """`every_scope_query` in account order, fetched `STREAM_ROWS` at a time (a server-side
+    cursor on PostgreSQL): what `stream_every_scope` reads."""
+    query = every_scope_query(now).order_by(Email.account_id)
+    return query.execution_options(yield_per=STREAM_ROWS)
 
 
 def every_scope_query(

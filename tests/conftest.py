@@ -135,7 +135,7 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     yield prefix
     close_all()  # flush this test's metric counts now, not into a deleted prefix at exit
     client = redis.Redis.from_url(redis_url)
-    patterns = (f"{prefix}*", f"_kombu.binding.{prefix}.*", f"_kombu.binding_permanent.{prefix}.*")
+    patterns = (f"{prefix}*", f"_kombu.*.{prefix}.*")
     keys = [key for pattern in patterns for key in client.scan_iter(match=pattern, count=1000)]
     if keys:
         client.delete(*keys)
