@@ -11,9 +11,13 @@ Wire form (one JSON object per event; a batch is a JSON array of them):
     ROW = {"category_id": 2 | null, "is_unread": true, "is_auto_labeled": false,
            "created_at": "2026-11-24T12:00:00+00:00"}
 
-Ids are integers from 0 to 2**63-1; `created_at` is ISO-8601 with a UTC offset. Fields not
-listed are ignored. Anything else raises `InvalidEvent` whose `field` names the culprit, e.g.
-`events[3].after.is_unread`.
+Ids are integers from 0 to 2**63-1 (booleans are not ids); `created_at` is ISO-8601 with a UTC
+offset. Fields not listed are ignored. Anything else raises `InvalidEvent` whose `field` names
+the culprit, e.g. `events[3].after.is_unread`.
+
+The Python constructors check the same rules with the same messages, the field named from the
+event (`after.is_unread`), so what `decode_event` would reject can never be published either:
+the decoder builds its events through those constructors and only adds the location.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ MAX_ID = 2**63 - 1
 
 @dataclass(frozen=True, slots=True)
 class EmailRow:
-    """The counted fields of one email, as they were before or after a change."""
+    """The counted fields of one email, as they were before or after a change.
+
+    Checked when an event is built with it, so that the error names `before` or `after`.
+    """
 
     category_id: int | None
     is_unread: bool
@@ -47,6 +54,9 @@ class EmailCreated:
     email_id: int
     after: EmailRow
 
+    def __post_init__(self) -> None:
+        _check_email_event(self.account_id, self.email_id, after=self.after)
+
 
 @dataclass(frozen=True, slots=True)
 class EmailUpdated:
@@ -57,6 +67,9 @@ class EmailUpdated:
     before: EmailRow
     after: EmailRow
 
+    def __post_init__(self) -> None:
+        _check_email_event(self.account_id, self.email_id, before=self.before, after=self.after)
+
 
 @dataclass(frozen=True, slots=True)
 class EmailDeleted:
@@ -65,6 +78,9 @@ class EmailDeleted:
     account_id: int
     email_id: int
     before: EmailRow
+
+    def __post_init__(self) -> None:
+        _check_email_event(self.account_id, self.email_id, before=self.before)
 
 
 class CategoryChange(StrEnum):
@@ -82,6 +98,19 @@ class CategoriesChanged:
     category_ids: tuple[int, ...]
     change: CategoryChange = CategoryChange.CREATED
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.change, CategoryChange):
+            raise InvalidEvent(
+                f"change must be created, renamed or deleted, got {self.change!r}", field="change"
+            )
+        if not isinstance(self.category_ids, tuple):
+            raise InvalidEvent(
+                f"category_ids must be a tuple of ids, got {self.category_ids!r}",
+                field="category_ids",
+            )
+        for n, value in enumerate(self.category_ids):
+            check_id(value, f"category_ids[{n}]")
+
 
 Event = EmailCreated | EmailUpdated | EmailDeleted | CategoriesChanged
 
@@ -91,6 +120,14 @@ _TYPES: dict[type, str] = {
     EmailDeleted: "email.deleted",
     CategoriesChanged: "categories.changed",
 }
+
+
+def check_event(event: object) -> Event:
+    """Return `event` if it is one of the event types, else raise `InvalidEvent`."""
+    if type(event) not in _TYPES:
+        names = ", ".join(kind.__name__ for kind in _TYPES)
+        raise InvalidEvent(f"event must be one of {names}, got {event!r}", field="event")
+    return event  # type: ignore[return-value]
 
 
 def encode_event(event: Event) -> dict[str, Any]:
@@ -121,30 +158,38 @@ def decode_batch(payload: object, max_batch: int) -> list[Event]:
 
 def decode_event(obj: object, where: str = "event") -> Event:
     """Decode one event's wire form; raise `InvalidEvent` naming the offending field."""
-    body = _object(obj, where)
+    try:
+        return _decode(_object(obj, ""))
+    except InvalidEvent as error:
+        raise located(error, where) from None
+
+
+def located(error: InvalidEvent, where: str) -> InvalidEvent:
+    """The same error with its field (and the message, which starts with it) under `where`."""
+    field = f"{where}.{error.field}" if error.field else where
+    return InvalidEvent(f"{where}.{error}" if error.field else f"{where} {error}", field=field)
+
+
+def _decode(body: Mapping[str, Any]) -> Event:
     kind = body.get("type")
     if kind == "categories.changed":
-        change = _field(body, where, "change", str)
+        change = _field(body, "", "change", str)
         if change not in CategoryChange.__members__.values():
             raise InvalidEvent(
-                "change must be created, renamed or deleted, got " + repr(change),
-                field=f"{where}.change",
+                f"change must be created, renamed or deleted, got {change!r}", field="change"
             )
-        ids = _field(body, where, "category_ids", list)
-        return CategoriesChanged(
-            tuple(_id(value, f"{where}.category_ids[{n}]") for n, value in enumerate(ids)),
-            CategoryChange(change),
-        )
+        ids = _field(body, "", "category_ids", list)
+        return CategoriesChanged(tuple(ids), CategoryChange(change))
     if kind not in ("email.created", "email.updated", "email.deleted"):
-        raise InvalidEvent(f"unknown event type {kind!r}", field=f"{where}.type")
-    account_id = _id(body.get("account_id"), f"{where}.account_id")
-    email_id = _id(body.get("email_id"), f"{where}.email_id")
+        raise InvalidEvent(f"type is not an event type: {kind!r}", field="type")
+    account_id = check_id(body.get("account_id"), "account_id")
+    email_id = check_id(body.get("email_id"), "email_id")
     if kind == "email.created":
-        return EmailCreated(account_id, email_id, _decode_row(body, where, "after"))
-    before = _decode_row(body, where, "before")
+        return EmailCreated(account_id, email_id, _decode_row(body, "after"))
+    before = _decode_row(body, "before")
     if kind == "email.deleted":
         return EmailDeleted(account_id, email_id, before)
-    return EmailUpdated(account_id, email_id, before, _decode_row(body, where, "after"))
+    return EmailUpdated(account_id, email_id, before, _decode_row(body, "after"))
 
 
 def _encode_row(row: EmailRow) -> dict[str, Any]:
@@ -156,44 +201,63 @@ def _encode_row(row: EmailRow) -> dict[str, Any]:
     }
 
 
-def _decode_row(body: Mapping[str, Any], where: str, name: str) -> EmailRow:
-    path = f"{where}.{name}"
-    row = _object(body.get(name), path)
-    category_id = row.get("category_id")
-    raw_created = _field(row, path, "created_at", str)
+def _decode_row(body: Mapping[str, Any], name: str) -> EmailRow:
+    row = _object(body.get(name), name)
+    raw_created = _field(row, name, "created_at", str)
     try:
-        created_at = datetime.fromisoformat(raw_created)
+        created_at: Any = datetime.fromisoformat(raw_created)
     except ValueError:
-        created_at = None
-    if created_at is None or created_at.tzinfo is None:
-        raise InvalidEvent(
-            f"created_at must be ISO-8601 with a UTC offset, got {raw_created!r}",
-            field=f"{path}.created_at",
-        )
-    return EmailRow(
-        category_id=None if category_id is None else _id(category_id, f"{path}.category_id"),
-        is_unread=_field(row, path, "is_unread", bool),
-        is_auto_labeled=_field(row, path, "is_auto_labeled", bool),
-        created_at=created_at,
+        created_at = raw_created
+    fields: dict[str, Any] = {flag: row.get(flag) for flag in ("is_unread", "is_auto_labeled")}
+    decoded = EmailRow(row.get("category_id"), created_at=created_at, **fields)
+    _check_row(decoded, name)
+    return decoded
+
+
+def _check_email_event(account_id: object, email_id: object, **rows: object) -> None:
+    check_id(account_id, "account_id")
+    check_id(email_id, "email_id")
+    for name, row in rows.items():
+        _check_row(row, name)
+
+
+def _check_row(row: object, path: str) -> None:
+    if not isinstance(row, EmailRow):
+        raise InvalidEvent(f"{path} must be an EmailRow, got {row!r}", field=path)
+    if row.category_id is not None:
+        check_id(row.category_id, f"{path}.category_id")
+    for name in ("is_unread", "is_auto_labeled"):
+        value = getattr(row, name)
+        if not isinstance(value, bool):
+            raise InvalidEvent(
+                f"{path}.{name} must be a bool, got {value!r}", field=f"{path}.{name}"
+            )
+    created_at = row.created_at
+    if isinstance(created_at, datetime) and created_at.utcoffset() is not None:
+        return
+    shown = created_at.isoformat() if isinstance(created_at, datetime) else created_at
+    raise InvalidEvent(
+        f"{path}.created_at must be ISO-8601 with a UTC offset, got {shown!r}",
+        field=f"{path}.created_at",
     )
 
 
 def _object(value: object, path: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise InvalidEvent(f"{path} must be a JSON object", field=path)
+        raise InvalidEvent(f"{path} must be a JSON object".lstrip(), field=path or None)
     return value
 
 
 def _field(body: Mapping[str, Any], where: str, name: str, kind: type) -> Any:
     value = body.get(name)
+    path = f"{where}.{name}" if where else name
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise InvalidEvent(
-            f"{name} must be a {kind.__name__}, got {value!r}", field=f"{where}.{name}"
-        )
+        raise InvalidEvent(f"{path} must be a {kind.__name__}, got {value!r}", field=path)
     return value
 
 
-def _id(value: object, path: str) -> int:
+def check_id(value: object, path: str) -> int:
+    """Return `value` if it is an id (an int from 0 to 2**63-1, not a bool), else raise."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidEvent(f"{path} must be an integer id, got {value!r}", field=path)
     if not 0 <= value <= MAX_ID:

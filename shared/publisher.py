@@ -14,7 +14,7 @@ import redis
 from shared.coalesce import Coalescer, Run, run_scope
 from shared.config import Settings
 from shared.dispatch import RECOMPUTE_TARGETS, TaskSender
-from shared.event_types import Event
+from shared.event_types import Event, check_event
 from shared.keys import KeySchema
 from shared.metrics import metrics_for
 from shared.store import make_redis
@@ -41,8 +41,11 @@ class EventPublisher:
         return self.publish_many([event])
 
     def publish_many(self, events: Iterable[Event]) -> list[Run]:
-        """Publish a batch (one transaction's events): one mark for all of its keys."""
-        batch = list(events)
+        """Publish a batch (one transaction's events): one mark for all of its keys.
+
+        Anything that is not an event raises `InvalidEvent` before anything is sent.
+        """
+        batch = [check_event(event) for event in events]
         runs = self.coalescer.mark(targets_of_all(batch))
         self.send_runs(runs)
         self._count(batch, runs)

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from shared.errors import InvalidEvent
 from shared.event_types import (
     CategoriesChanged,
     CategoryChange,
@@ -60,8 +61,11 @@ def track_mutations(session_factory: SessionFactory, publish: Publish | None = N
 
     def after_flush(session: Session, _context: object) -> None:
         pending = session.info.setdefault(_PENDING, [])
-        pending.extend(_created(session.new))
-        pending.extend(_updated(obj for obj in session.dirty if session.is_modified(obj)))
+        try:
+            pending.extend(_created(session.new))
+            pending.extend(_updated(obj for obj in session.dirty if session.is_modified(obj)))
+        except InvalidEvent as error:  # never fail the host's flush; the schedule heals
+            log.error("event.rejected", field=error.field, reason=str(error))
 
     def after_commit(session: Session) -> None:
         events = session.info.pop(_PENDING, [])
@@ -111,8 +115,11 @@ def _updated(objects: Iterable[Any]) -> Iterable[Event]:
 
 
 def _row(obj: Email, old: bool) -> EmailRow:
-    values = [_value(obj, name, old) for name in COUNTED]
-    return EmailRow(*values)
+    category_id, is_unread, is_auto_labeled, created_at = (
+        _value(obj, name, old) for name in COUNTED
+    )
+    # The flags as the database stored them: a host may have set 1 or 0.
+    return EmailRow(category_id, bool(is_unread), bool(is_auto_labeled), created_at)
 
 
 def _value(obj: object, name: str, old: bool) -> Any:

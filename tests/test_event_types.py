@@ -102,3 +102,61 @@ def test_oversized_or_non_list_batch_is_rejected() -> None:
         with pytest.raises(InvalidEvent) as raised:
             decode_batch(payload, max_batch=3)
         assert raised.value.field == "events"
+
+
+NAIVE = datetime(2026, 11, 24, 12, 0)
+CONSTRUCTED: list[tuple[Any, str]] = [
+    (lambda: EmailUpdated(-1, 9, ROW, ROW), "account_id"),
+    (lambda: EmailCreated("x", 9, ROW), "account_id"),
+    (lambda: EmailCreated(True, 9, ROW), "account_id"),
+    (lambda: EmailDeleted(1, -5, ROW), "email_id"),
+    (lambda: EmailDeleted(1, 2**63, ROW), "email_id"),
+    (lambda: EmailCreated(1, 9, None), "after"),
+    (lambda: EmailUpdated(1, 9, ROW, EmailRow(3, "yes", False, ROW.created_at)), "after.is_unread"),
+    (
+        lambda: EmailUpdated(1, 9, EmailRow(3, True, 0, ROW.created_at), ROW),
+        "before.is_auto_labeled",
+    ),
+    (lambda: EmailDeleted(1, 9, EmailRow(-3, True, False, ROW.created_at)), "before.category_id"),
+    (lambda: EmailCreated(1, 9, EmailRow(False, True, False, ROW.created_at)), "after.category_id"),
+    (lambda: EmailCreated(1, 9, EmailRow(3, True, False, NAIVE)), "after.created_at"),
+    (lambda: CategoriesChanged((1, -2)), "category_ids[1]"),
+    (lambda: CategoriesChanged([1]), "category_ids"),
+    (lambda: CategoriesChanged((1,), "merged"), "change"),
+]
+
+
+@pytest.mark.parametrize(("build", "field"), CONSTRUCTED)
+def test_constructors_refuse_what_the_wire_form_refuses(build: Any, field: str) -> None:
+    """Every bad field raises InvalidEvent naming it, before any event exists."""
+    with pytest.raises(InvalidEvent) as raised:
+        build()
+    assert raised.value.field == field
+    assert str(raised.value).startswith(field + " ")
+
+
+def test_constructor_and_wire_form_give_the_same_message() -> None:
+    """What ingest would reject, a constructor rejects with the same words (less the location)."""
+    pairs = [
+        (lambda: EmailUpdated(-1, 9, ROW, ROW), {**UPDATED, "after": WIRE_ROW, "account_id": -1}),
+        (
+            lambda: EmailUpdated(1, 9, ROW, EmailRow(3, 1, False, ROW.created_at)),
+            {**UPDATED, "after": {**WIRE_ROW, "is_unread": 1}},
+        ),
+        (
+            lambda: EmailCreated(1, 9, EmailRow(3, True, False, NAIVE)),
+            {
+                "type": "email.created",
+                "account_id": 1,
+                "email_id": 9,
+                "after": {**WIRE_ROW, "created_at": NAIVE.isoformat()},
+            },
+        ),
+    ]
+    for build, wire in pairs:
+        with pytest.raises(InvalidEvent) as built:
+            build()
+        with pytest.raises(InvalidEvent) as decoded:
+            decode_batch([wire], max_batch=10)
+        assert str(decoded.value) == f"events[0].{built.value}"
+        assert decoded.value.field == f"events[0].{built.value.field}"
