@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 
 import redis
@@ -25,6 +26,19 @@ def tracked_sessions(
     factory = sessionmaker(engine, expire_on_commit=False)
     track_mutations(factory, lambda events: sent.append(publisher.publish_many(events)))
     return factory
+
+
+def run_starts(lines: Iterable[str]) -> dict[tuple[str, str], list[int]]:
+    """Start times (ms, Redis clock) of the event runs in a worker's JSON log lines, per scope
+    label and kind claimed, in order."""
+    starts: dict[tuple[str, str], list[int]] = {}
+    for line in lines:
+        if '"recompute.finished"' in line:
+            record = json.loads(line)
+            if record.get("trigger") == "event" and record.get("outcome") != "skipped":
+                for kind in record["claimed"]:
+                    starts.setdefault((record["scope"], kind), []).append(record["started_ms"])
+    return {key: sorted(times) for key, times in starts.items()}
 
 
 def envelope(client: redis.Redis, settings: Settings, kind: Kind, scope: Scope) -> dict:

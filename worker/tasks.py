@@ -10,10 +10,13 @@ from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import clock
-from shared.coalesce import Run, recompute_targets, run_label
+from shared.coalesce import Claim
+from shared.deadletter import dead_letter
 from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL, WARM_SCOPE
+from shared.errors import InvalidEvent
+from shared.event_recompute import EventRun, check_run, recompute_targets, run_label
 from shared.ingest import ingest
-from shared.keys import Kind, Scope, check_account_id, scope_token
+from shared.keys import Scope, check_account_id, scope_token
 from shared.logging import get_logger
 from shared.metrics import Trigger
 from shared.recompute import RecomputeResult, recompute_every_scope, recompute_scope
@@ -55,24 +58,43 @@ def warm_scope(account_id: Scope) -> int:
 
 
 @app.task(name=RECOMPUTE_TARGETS, bind=True, **RETRY)
-def recompute_event_targets(self: Any, scope: str, kinds: list[str]) -> int:
-    """Recompute the kinds of a target (`all`, `every`, `accounts`) events made stale, coalesced."""
+def recompute_event_targets(self: Any, scope: object, kinds: object) -> int:
+    """Recompute the kinds of a target (`all`, `every`, `accounts`) events made stale, coalesced.
+
+    A message naming no target of ours is dead-lettered, never retried.
+    """
     rt = runtime()
+    publisher = rt.publisher
+    try:
+        event_run = check_run(scope, kinds)
+    except InvalidEvent as error:
+        keys = publisher.coalescer.keys
+        dead_letter(publisher.client, keys, {"scope": scope, "kinds": kinds}, error)
+        rt.metrics.record_event("dead_lettered")
+        return 0
+    ctx = EventRun(
+        rt.engine,
+        rt.store,
+        publisher.coalescer,
+        rt.metrics,
+        rt.settings.max_breakdown,
+        publisher.send_runs,
+    )
+    claimed: dict[str, Any] = {}
 
-    def run() -> RecomputeResult | None:
-        event_run = Run(scope, tuple(Kind(kind) for kind in kinds), None)
-        publisher, token = rt.publisher, str(self.request.id)
-        return recompute_targets(
-            rt.engine,
-            rt.store,
-            publisher.coalescer,
-            event_run,
-            token,
-            rt.settings.max_breakdown,
-            publisher.send_runs,
-        )
+    def note(claim: Claim) -> None:
+        claimed["started_ms"] = claim.started_ms
+        claimed["claimed"] = [target.kind.value for target in claim.targets]
+        if claim.cooling:
+            claimed["cooling"] = {kind.value: wait for kind, wait in claim.cooling.items()}
 
-    result = _logged(str(scope), run, trigger="event", kinds=kinds)
+    result = _logged(
+        event_run.scope,
+        lambda: recompute_targets(ctx, event_run, str(self.request.id), note),
+        trigger="event",
+        claimed=claimed,
+        kinds=[kind.value for kind in event_run.kinds],
+    )
     return 0 if result is None else result.written
 
 
@@ -86,13 +108,21 @@ def ingest_events(payload: object) -> int:
 
 @overload
 def _logged(
-    scope: str, run: Callable[[], RecomputeResult], trigger: Trigger = ..., **extra: Any
+    scope: str,
+    run: Callable[[], RecomputeResult],
+    trigger: Trigger = ...,
+    claimed: dict[str, Any] | None = ...,
+    **extra: Any,
 ) -> RecomputeResult: ...
 
 
 @overload
 def _logged(
-    scope: str, run: Callable[[], RecomputeResult | None], trigger: Trigger = ..., **extra: Any
+    scope: str,
+    run: Callable[[], RecomputeResult | None],
+    trigger: Trigger = ...,
+    claimed: dict[str, Any] | None = ...,
+    **extra: Any,
 ) -> RecomputeResult | None: ...
 
 
@@ -100,17 +130,20 @@ def _logged(
     scope: str,
     run: Callable[[], RecomputeResult | None],
     trigger: Trigger = "schedule",
+    claimed: dict[str, Any] | None = None,
     **extra: Any,
 ) -> RecomputeResult | None:
     """Run one recompute; log one line and count it in the metrics, whatever happens.
 
     A run that found nothing left to claim (None) logs outcome `skipped` and is not counted.
+    `claimed` holds what the run's claim filled in (its start time, kinds), logged with the line.
     """
     metrics = runtime().metrics
     started = time.perf_counter()
     try:
         result = run()
     except Exception as error:
+        extra.update(claimed or {})
         duration = time.perf_counter() - started
         metrics.record_recompute(trigger, "error", duration)
         duration_ms = round(duration * 1000, 1)
@@ -125,6 +158,7 @@ def _logged(
         )
         raise
     duration = time.perf_counter() - started
+    extra.update(claimed or {})
     if result is None:
         log.info(
             "recompute.finished",
