@@ -10,7 +10,7 @@ import click
 
 from bench.profiles import PROFILES
 from bench.shutdown import exit_on_sigterm
-from shared.cli_support import friendly_errors
+from shared.cli.support import friendly_errors
 from shared.config import Settings
 from shared.errors import ConfigError
 from shared.logging import configure_logging

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from sqlalchemy import Engine, bindparam, insert, select, text, update
 
-from shared.event_types import EmailCreated, EmailRow, EmailUpdated, Event
+from shared.events.types import EmailCreated, EmailRow, EmailUpdated, Event
 from shared.models import Email
 
 INSERT_SHARE = 0.5

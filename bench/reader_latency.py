@@ -25,12 +25,12 @@ import redis
 from sqlalchemy import event
 
 from bench.shutdown import exit_on_sigterm
-from shared.breaker import CircuitBreaker
 from shared.config import Settings
 from shared.keys import Kind
 from shared.logging import configure_logging
 from shared.metrics import close_all
 from shared.reader import DashboardReader
+from shared.reader.breaker import CircuitBreaker
 from shared.redis_server import RedisServer
 
 

@@ -18,11 +18,11 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
-from shared import refresh, store
+from shared import store
 from shared.config import Settings
 from shared.db import init_db, make_engine
 from shared.metrics import close_all
-from shared.reader import DashboardReader
+from shared.reader import DashboardReader, refresh
 from shared.redis_server import RedisServer
 
 PG_ADMIN_URL = os.environ.get(

@@ -10,9 +10,9 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.coalesce import Run
 from shared.config import Settings
 from shared.events import EventPublisher, track_mutations
+from shared.events.coalesce import Run
 from shared.keys import KeySchema, Kind, Scope
 from shared.recompute import snapshot, to_data
 from shared.stats import compute_scope

@@ -24,10 +24,10 @@ from shared.events import EventPublisher
 from shared.keys import KeySchema, Kind, Scope
 from shared.models import Category, Email
 from shared.reader import DashboardReader
+from tests.cli.test_cli import run
 from tests.eventing import markers, tracked_sessions
 from tests.helpers import wait_until
 from tests.processes import Process, beat_process, worker_process
-from tests.test_cli import run
 
 SEEDS = (3, 17, 42)
 ACCOUNTS = (1, 2, 3, 4)

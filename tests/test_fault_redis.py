@@ -18,7 +18,7 @@ from shared.redis_server import RedisServer
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import Process, beat_process, worker_process
 from tests.readers import ReadLoop
-from tests.test_worker import wait_for_value
+from tests.worker.test_worker import wait_for_value
 
 
 def noticed_outage(beat: Process) -> bool:

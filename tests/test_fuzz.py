@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from shared.config import ENV_NAMES, Settings
 from shared.errors import ConfigError, InvalidArgument, InvalidEvent
-from shared.event_types import (
+from shared.events.types import (
     MAX_ID,
     CategoriesChanged,
     CategoryChange,

@@ -16,12 +16,12 @@ from shared.config import Settings
 from shared.dispatch import WARM_SCOPE, TaskSender
 from shared.errors import DashboardUnavailable, InvalidArgument
 from shared.events import EmailCreated, EmailRow, EmailUpdated, EventPublisher
-from shared.ingest import ingest
+from shared.events.ingest import ingest
 from shared.keys import KeySchema, Kind
 from shared.metrics import Metrics
+from shared.observe.totals import Totals, read_totals
 from shared.reader import DashboardReader
 from shared.redis_server import RedisServer
-from shared.totals import Totals, read_totals
 from tests.helpers import NOW, Row, add_categories, add_emails
 from tests.processes import worker_process
 

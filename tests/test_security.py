@@ -19,15 +19,15 @@ from shared.config import Settings
 from shared.db import make_engine
 from shared.keys import KeySchema, Kind
 from shared.models import Category
+from shared.observe.verify import verify
 from shared.reader import DashboardReader
 from shared.redis_server import RedisServer, free_port
-from shared.verify import verify
+from tests.cli.test_cli import run
 from tests.conftest import PG_ADMIN_URL
 from tests.helpers import NOW, Row, add_categories, add_emails
 from tests.processes import Process, beat_process, worker_process
-from tests.test_cli import run
-from tests.test_worker import wait_for_value
 from tests.tls import make_certificates
+from tests.worker.test_worker import wait_for_value
 
 SECRET = "s3cret-" + uuid.uuid4().hex[:8]
 READ_ONLY_GRANTS = [

@@ -9,9 +9,9 @@ from sqlalchemy import Engine
 
 from shared.config import Settings
 from shared.db import make_engine
+from shared.events.publisher import EventPublisher
 from shared.keys import KeySchema
 from shared.metrics import Metrics, metrics_for
-from shared.publisher import EventPublisher
 from shared.store import RedisStore, make_redis
 
 

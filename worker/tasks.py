@@ -10,12 +10,12 @@ from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import clock
-from shared.coalesce import Claim
-from shared.deadletter import dead_letter
 from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL, WARM_SCOPE
 from shared.errors import InvalidEvent
-from shared.event_recompute import EventRun, check_run, recompute_targets, run_label
-from shared.ingest import ingest
+from shared.events.coalesce import Claim
+from shared.events.deadletter import dead_letter
+from shared.events.ingest import ingest
+from shared.events.runner import EventRun, check_run, recompute_targets, run_label
 from shared.keys import Scope, check_account_id, scope_token
 from shared.logging import get_logger
 from shared.metrics import Trigger

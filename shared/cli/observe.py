@@ -1,0 +1,88 @@
+"""`dashcache stats`, `dashcache health` and `dashcache metrics serve`: what operators look at."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from sqlalchemy import Engine
+
+from shared import clock
+from shared.cli.support import friendly_errors
+from shared.config import Settings
+from shared.db import make_engine
+from shared.keys import KeySchema
+from shared.observe.freshness import read_freshness
+from shared.observe.health import run_checks
+from shared.observe.prometheus import serve
+from shared.observe.report import render_table, report
+from shared.observe.totals import read_totals
+from shared.store import make_redis
+
+EXIT_UNHEALTHY = 1
+PROBE_CONNECT_TIMEOUT_SECONDS = 5
+DEFAULT_METRICS_PORT = 9108
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (Prometheus scrapes from other hosts)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@click.pass_obj
+@friendly_errors
+def stats(settings: Settings, as_json: bool) -> None:
+    """Hit ratio, counts of every process, the oldest value and the last scheduled run."""
+    client = make_redis(settings.redis_url, settings.redis_timeout_seconds)
+    keys = KeySchema(settings.key_prefix)
+    try:
+        body = report(read_totals(client, keys), read_freshness(client, keys, clock.now()))
+    finally:
+        client.close()
+    click.echo(json.dumps(body, indent=2) if as_json else render_table(body))
+
+
+@click.command()
+@click.pass_obj
+@friendly_errors
+def health(settings: Settings) -> None:
+    """Exit 0 when all is well; otherwise exit 1 with one line per failed check."""
+    client = make_redis(settings.redis_url, settings.redis_timeout_seconds)
+    engine = _probe_engine(settings.database_url)
+    try:
+        checks = run_checks(settings, client, engine, clock.now())
+    finally:
+        client.close()
+        engine.dispose()
+    failed = [check for check in checks if not check.ok]
+    for check in failed:
+        click.echo(f"{check.name}: {check.detail}")
+    if failed:
+        sys.exit(EXIT_UNHEALTHY)
+    click.echo("ok: " + "; ".join(f"{check.name}: {check.detail}" for check in checks))
+
+
+@click.group()
+def metrics() -> None:
+    """Prometheus metrics."""
+
+
+@metrics.command("serve")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=DEFAULT_METRICS_PORT, show_default=True
+)
+@click.option("--addr", default=ALL_INTERFACES, show_default=True, help="Address to listen on.")
+@click.pass_obj
+@friendly_errors
+def metrics_serve(settings: Settings, port: int, addr: str) -> None:
+    """Serve /metrics for Prometheus: totals of every process, read from Redis per scrape."""
+    client = make_redis(settings.redis_url, settings.redis_timeout_seconds)
+    serve(client, KeySchema(settings.key_prefix), port, addr)
+
+
+def _probe_engine(database_url: str) -> Engine:
+    """An engine that gives up connecting quickly, as a probe must."""
+    if database_url.startswith("postgresql"):
+        return make_engine(
+            database_url, connect_args={"connect_timeout": PROBE_CONNECT_TIMEOUT_SECONDS}
+        )
+    return make_engine(database_url)

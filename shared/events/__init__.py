@@ -1,0 +1,44 @@
+"""Mutation events, the public API: types, publishing, and the SQLAlchemy integration.
+
+    from shared.events import EmailRow, EmailUpdated, publish, track_mutations
+
+    track_mutations(SessionFactory)      # publish every committed Email / Category change
+    publish(EmailUpdated(account_id, email_id, before=row, after=changed_row))
+
+`publish` and `publish_many` mark the stale keys in Redis and send recomputes by task name to
+the events queue (`shared.events.publisher`); the keys each event dirties are in
+`shared.events.targeting`; the JSON wire form, for producers in other languages, is in
+`shared.events.types`.
+"""
+
+from shared.events.publisher import EventPublisher, publish, publish_many
+from shared.events.tracking import track_mutations
+from shared.events.types import (
+    CategoriesChanged,
+    CategoryChange,
+    EmailCreated,
+    EmailDeleted,
+    EmailRow,
+    EmailUpdated,
+    Event,
+    decode_batch,
+    decode_event,
+    encode_event,
+)
+
+__all__ = [
+    "CategoriesChanged",
+    "CategoryChange",
+    "EmailCreated",
+    "EmailDeleted",
+    "EmailRow",
+    "EmailUpdated",
+    "Event",
+    "EventPublisher",
+    "decode_batch",
+    "decode_event",
+    "encode_event",
+    "publish",
+    "publish_many",
+    "track_mutations",
+]

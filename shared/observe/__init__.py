@@ -1,0 +1,2 @@
+"""What operators look at: metric totals, freshness, health, the stats report, Prometheus and
+`verify`. Recording the metrics is core (`shared.metrics`); this package reads them out."""

@@ -1,0 +1,291 @@
+"""The library web processes use to read dashboards: Redis first, the database only when needed.
+
+    reader = DashboardReader.from_env()
+    v = reader.get_aggregates(account_id=None)   # v.data, v.computed_at, v.age, v.source, v.stale
+    b = reader.get_category_breakdown(limit=10, account_id=42, max_age=30)
+    f = reader.get_aggregates(account_id=42, fresh=True)
+
+What one read does:
+
+- Hit (the common case): one GET and a JSON parse. No lock, no extra round trip, no log line.
+- Older than the soft age: served at once with `stale=True`, and the worker is asked to refresh
+  the scope in the background, at most once per scope per refresh period
+  (shared/reader/refresh.py).
+- Miss, past the hard TTL, or older than `max_age`: single flight
+  (shared/reader/singleflight.py). One reader, across every process, computes the scope from the
+  database and writes it through the generation fence; the others wait for its value until
+  DASHCACHE_WAIT_SECONDS.
+- `fresh=True`: computed from the database now and written through the fence (`source="fresh"`).
+- Redis failing: after a few failed calls a circuit breaker (shared/reader/breaker.py) opens and
+  reads stop calling Redis, so none waits on a Redis timeout; they are computed from the
+  database, or raise `CacheUnavailable` (DASHCACHE_ON_REDIS_DOWN=error). Once per breaker period
+  a background PING checks Redis and closes the breaker when it answers. No redis-py exception
+  escapes.
+- Every database computation holds one of the process's DASHCACHE_COMPUTE_LIMIT slots
+  (shared/reader/slots.py). The database failing, or no slot in time: `DashboardUnavailable`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from redis import RedisError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared import clock
+from shared.config import Settings
+from shared.db import make_engine
+from shared.errors import CacheUnavailable, DashboardUnavailable, InvalidArgument
+from shared.keys import KeySchema, Kind, Scope, check_account_id, check_read_options, scope_token
+from shared.logging import get_logger
+from shared.metrics import Metrics, RecomputeOutcome, metrics_for
+from shared.reader.breaker import CircuitBreaker
+from shared.reader.redis_health import RedisHealth
+from shared.reader.refresh import RefreshRequester
+from shared.reader.singleflight import SingleFlight
+from shared.reader.slots import ComputeSlots
+from shared.reader.throttle import ThrottledLog
+from shared.recompute import compute_unwritten, write_result
+from shared.store import RedisStore, decode_envelope, make_redis
+
+Source = Literal["cache", "fallback", "fresh"]
+
+LOG_INTERVAL_SECONDS = 60.0
+"""An outage (Redis, the database) is logged at most once per this many seconds per process."""
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class DashboardValue:
+    """One dashboard value as a reader got it (not frozen: that would add a third to a hit's
+    Python time).
+
+    `data` is a plain JSON-typed dict; `age` is seconds since `computed_at` at the time of the
+    read; `source` says where it came from: "cache", "fallback" (computed because the cache could
+    not serve it) or "fresh" (asked for); `stale` is true past the soft age. `generation` is 0
+    for a value computed while Redis was unreachable (not stored).
+    """
+
+    data: dict[str, Any]
+    computed_at: datetime
+    generation: int
+    age: float
+    source: Source
+    stale: bool
+
+
+Found = tuple[Any, datetime, int, float, Source, bool]
+"""What a read found, in DashboardValue's field order (a tuple: cheap on the hit path)."""
+
+
+class DashboardReader:
+    """Reads dashboard values for one deployment (one key prefix). One per process; thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        engine: Engine,
+        metrics: Metrics,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.metrics = metrics
+        self.outages = ThrottledLog(__name__, LOG_INTERVAL_SECONDS)
+        breaker = breaker or CircuitBreaker(
+            settings.breaker_failures, settings.breaker_reset_seconds
+        )
+        self.redis = RedisHealth(store.client, breaker, self.outages, settings.on_redis_down)
+        self.flight = SingleFlight(store.client, store.keys, settings.lock_seconds, self.redis)
+        self.slots = ComputeSlots(settings.compute_limit)
+        self.refresher = RefreshRequester(settings, store.client, store.keys)
+        self._ttl = settings.ttl_seconds
+        self._soft_age = settings.soft_age
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardReader:
+        """A reader configured from the environment (see README, Configuration)."""
+        return cls.from_settings(Settings.from_env(env))
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, breaker: CircuitBreaker | None = None
+    ) -> DashboardReader:
+        """A reader with its own Redis client and database engine, both with short timeouts."""
+        client = make_redis(settings.redis_url, settings.redis_timeout_seconds, False)
+        keys = KeySchema(settings.key_prefix)
+        store = RedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
+        engine = make_engine(settings.database_url, timeout_seconds=settings.db_timeout_seconds)
+        return cls(settings, store, engine, metrics_for(settings), breaker)
+
+    def get_aggregates(
+        self, account_id: Scope = None, *, fresh: bool = False, max_age: float | None = None
+    ) -> DashboardValue:
+        """Totals, unread, auto-labeled, categories and weekly growth of a scope.
+
+        `fresh=True` computes from the database now; `max_age` (seconds) treats an older cached
+        value as missing.
+        """
+        account_id = check_account_id(account_id)
+        return DashboardValue(*self._read(Kind.AGGREGATES, account_id, fresh, max_age))
+
+    def get_category_breakdown(
+        self,
+        limit: int = 10,
+        account_id: Scope = None,
+        *,
+        fresh: bool = False,
+        max_age: float | None = None,
+    ) -> DashboardValue:
+        """The top `limit` categories of a scope: name -> count, by count desc then name."""
+        maximum = self.settings.max_breakdown
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
+            raise InvalidArgument(f"limit must be an integer from 1 to {maximum}, got {limit!r}")
+        account_id = check_account_id(account_id)
+        data, computed_at, generation, age, source, stale = self._read(
+            Kind.BREAKDOWN, account_id, fresh, max_age
+        )
+        return DashboardValue(dict(data[:limit]), computed_at, generation, age, source, stale)
+
+    def close(self) -> None:
+        """Finish refresh requests in flight; release Redis, broker and database connections."""
+        self.refresher.close()
+        self.store.client.close()
+        self.engine.dispose()
+
+    def _read(self, kind: Kind, account_id: Scope, fresh: bool, max_age: float | None) -> Found:
+        if fresh is not False or max_age is not None:
+            check_read_options(fresh, max_age)
+        try:
+            if not self.redis.up:
+                self.redis.probe_if_due()
+                if fresh:
+                    return self._compute(kind, account_id, "fresh", False)
+                return self._without_redis(kind, account_id)
+            if fresh:
+                return self._compute(kind, account_id, "fresh", True)
+            try:
+                raw = self.store.client.get(self.store.keys.value(kind, account_id))
+                self.redis.ok()
+                found = self._usable(raw, max_age)
+                if found is None:
+                    self.metrics.record_read(kind, "miss")
+                    return self._fill(kind, account_id, max_age)
+            except RedisError as error:
+                self.redis.failed(error)
+                return self._without_redis(kind, account_id)
+        except Exception:
+            self.metrics.record_read(kind, "error")
+            raise
+        if found[5]:
+            self.metrics.record_read(kind, "stale")
+            self._ask_refresh(account_id)
+        else:
+            self.metrics.record_read(kind, "hit")
+        return found
+
+    def _usable(self, raw: Any, max_age: float | None) -> Found | None:
+        """The cached envelope if there is one, younger than the hard TTL and than `max_age`."""
+        if raw is None:
+            return None
+        try:
+            data, computed_at, generation = decode_envelope(raw)
+        except (ValueError, KeyError, TypeError):
+            return None  # not ours or corrupt: recomputed, and the fence overwrites it
+        age = clock.timestamp() - computed_at.timestamp()
+        if age >= self._ttl or (max_age is not None and age > max_age):
+            return None
+        return data, computed_at, generation, max(age, 0.0), "cache", age > self._soft_age
+
+    def _fill(self, kind: Kind, account_id: Scope, max_age: float | None) -> Found:
+        """Single flight: compute the scope if we get its lock, else wait for who has it."""
+        deadline = time.monotonic() + self.settings.wait_seconds
+        key = self.store.keys.value(kind, account_id)
+        return self.flight.run(
+            account_id,
+            lambda: self._usable(self.store.client.get(key), max_age),
+            lambda: self._compute(kind, account_id, "fallback", True, deadline),
+            deadline,
+        )
+
+    def _compute(
+        self,
+        kind: Kind,
+        account_id: Scope,
+        source: Literal["fallback", "fresh"],
+        use_redis: bool,
+        deadline: float | None = None,
+    ) -> Found:
+        """Compute the scope from the database; write it through the fence if Redis answers."""
+        deadline = deadline or time.monotonic() + self.settings.wait_seconds
+        with self.slots.hold(deadline):
+            started = time.perf_counter()
+            generation = self._ticket() if use_redis else 0
+            try:
+                result = compute_unwritten(
+                    self.engine, account_id, self.settings.max_breakdown, generation
+                )
+            except SQLAlchemyError as error:
+                self.metrics.record_recompute(source, "error", time.perf_counter() - started)
+                raise self._database_failed(error) from error
+        outcome: RecomputeOutcome = "error"  # until stored: Redis down or failing
+        if generation:
+            try:
+                result = write_result(self.store, result)
+                outcome = result.outcome
+            except RedisError as error:
+                self.redis.failed(error)
+        duration = time.perf_counter() - started
+        self.metrics.record_read(kind, source)
+        self.metrics.record_recompute(source, outcome, duration, fenced=result.fenced)
+        if source == "fallback" and generation:  # while Redis is down, outage logs say it once
+            log.info(
+                "reader.fallback",
+                kind=kind.name.lower(),
+                scope=scope_token(account_id),
+                duration_ms=round(duration * 1000, 1),
+                outcome=outcome,
+                generation=generation,
+                fenced=result.fenced,
+            )
+        envelope = result.envelope(kind, account_id)
+        computed_at = envelope.computed_at
+        age = max(clock.timestamp() - computed_at.timestamp(), 0.0)
+        return envelope.data, computed_at, envelope.generation, age, source, False
+
+    def _without_redis(self, kind: Kind, account_id: Scope) -> Found:
+        if self.settings.on_redis_down == "error":
+            raise CacheUnavailable(
+                "Redis is unreachable and DASHCACHE_ON_REDIS_DOWN=error, so no dashboard value "
+                "can be read; retry shortly"
+            )
+        return self._compute(kind, account_id, "fallback", False)
+
+    def _ticket(self) -> int:
+        """A generation ticket, or 0 when Redis does not answer (the value is then not stored)."""
+        try:
+            generation = self.store.take_ticket()
+        except RedisError as error:
+            self.redis.failed(error)
+            return 0
+        self.redis.ok()
+        return generation
+
+    def _ask_refresh(self, account_id: Scope) -> None:
+        try:
+            self.refresher.request(account_id)
+        except RedisError as error:
+            self.redis.failed(error)
+
+    def _database_failed(self, error: SQLAlchemyError) -> DashboardUnavailable:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        self.outages.emit("warning", "reader.database_failed", error=detail)
+        return DashboardUnavailable(f"nothing usable is cached and the database failed: {detail}")

@@ -1,0 +1,81 @@
+"""Single-flight locks and waits on the real Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from shared.errors import DashboardUnavailable
+from shared.keys import KeySchema
+from shared.reader.singleflight import ERROR, SingleFlight
+
+
+@pytest.fixture
+def flight(redis_client: redis.Redis, key_prefix: str) -> SingleFlight:
+    return SingleFlight(redis_client, KeySchema(key_prefix), lock_seconds=5, poll_seconds=0.05)
+
+
+def test_one_holder_and_lock_expires(flight: SingleFlight, redis_client: redis.Redis) -> None:
+    """A second acquire fails while the lock is held; the lock carries the expiry."""
+    lease = flight.try_acquire(7)
+    assert lease is not None
+    assert flight.try_acquire(7) is None
+    assert 0 < redis_client.pttl(lease.key) <= 5000
+    assert flight.try_acquire(8) is not None
+
+
+def test_release_only_deletes_own_lock(flight: SingleFlight, redis_client: redis.Redis) -> None:
+    """A holder whose lock expired and was taken over cannot release the successor's lock."""
+    first = flight.try_acquire(None)
+    assert first is not None
+    redis_client.delete(first.key)  # as if it expired
+    second = flight.try_acquire(None)
+    assert second is not None
+    assert not flight.release(first)
+    assert redis_client.get(second.key) == second.token.encode()
+    assert flight.release(second)
+    assert flight.try_acquire(None) is not None
+
+
+def test_waiter_wakes_on_publish(flight: SingleFlight, redis_client: redis.Redis) -> None:
+    """A waiter returns the value the holder wrote, once the holder releases."""
+    lease = flight.try_acquire(1)
+    assert lease is not None
+    value_key = f"{flight.keys.prefix}:value"
+
+    def holder() -> None:
+        time.sleep(0.2)
+        redis_client.set(value_key, b"42")
+        flight.release(lease)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    got = flight.wait(1, lambda: redis_client.get(value_key), time.monotonic() + 10)
+    thread.join()
+    assert got == b"42"
+
+
+def test_waiter_gets_holders_error(flight: SingleFlight) -> None:
+    """A holder's failure reaches its waiters as DashboardUnavailable with the reason."""
+    lease = flight.try_acquire(2)
+    assert lease is not None
+    timer = threading.Timer(0.2, flight.release, args=(lease, f"{ERROR}database down"))
+    timer.start()
+    with pytest.raises(DashboardUnavailable, match="database down"):
+        flight.wait(2, lambda: None, time.monotonic() + 10)
+    timer.join()
+
+
+def test_waiter_gives_up_at_deadline(flight: SingleFlight) -> None:
+    """A holder that never finishes makes waiters raise DashboardUnavailable at their deadline."""
+    assert flight.try_acquire(3) is not None
+    with pytest.raises(DashboardUnavailable, match="DASHCACHE_WAIT_SECONDS"):
+        flight.wait(3, lambda: None, time.monotonic() + 0.3)
+
+
+def test_waiter_returns_none_when_lock_is_free(flight: SingleFlight) -> None:
+    """With neither a value nor a holder, the waiter returns None so the caller takes the lock."""
+    assert flight.wait(4, lambda: None, time.monotonic() + 10) is None
