@@ -13,9 +13,9 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:refresh:S`   | string | marker: a background refresh of S was asked for (PX)       |
 | `P:v1:pending:K:T` | string | an event recompute of kind K, target T is queued (PX)      |
 | `P:v1:running:K:T` | string | an event recompute of kind K, target T is running (PX)     |
-| `P:v1:cooldown:K:T`| string | a run of kind K, target T started within the debounce (PX) |
+| `P:v1:cooldown:K:T`| string | ms when a debounce after the last start of K, T ends (PXAT)|
 | `P:v1:dirty:K`     | set    | account scope tokens whose kind K awaits an `accounts` run |
-| `P:v1:failures:K`  | hash   | account scope token -> failed recomputes of kind K in a row |
+| `P:v1:failures:K`  | hash   | account token -> failed recomputes of kind K in a row      |
 | `P:v1:deadletter`  | list   | rejected event payloads with the reason, newest first      |
 | `P:v1:counters`    | hash   | monotonic counters, e.g. `events.rejected`                 |
 | `P:v1:metrics`     | hash   | metric totals of every process (see shared/metrics.py)     |

@@ -6,7 +6,8 @@ Each target has three markers in Redis:
   target of a batch in ONE script call. A target that was already pending costs nothing more:
   the queued run has not read the database yet, so it will see this mutation too.
 - `running` (PX above the hard time limit): a recompute of the target is running.
-- `cooldown` (PX debounce): a run of the target started less than a debounce ago.
+- `cooldown` (PXAT its end, which it also holds): a run of the target started less than a
+  debounce ago.
 
 Targets are `all` and `every` per kind, and `accounts` per kind: an account's key is not a
 target of its own but a member of the kind's dirty set, and the `accounts` markers coalesce
@@ -64,20 +65,25 @@ return out
 
 # KEYS per target: pending, running, dirty set, cooldown.   ARGV: run token, running TTL in ms,
 # drain limit, max wait in ms, '1' to drain the dirty sets, debounce in ms.
-# Returns {server time in ms, per target {cooldown ms left, more, members}}. A target still
-# cooling down is left untouched. Else: clears pending, sets running and the cooldown, and pops
-# up to the limit of the dirty set; when members are left, pending is set again and `more`
-# asks the caller to send one more run.
+# Returns {server time in ms, per target {cooldown ms left, more, members}}. The cooldown holds
+# the time it ends (ms), set from the same clock reading the start is reported with, so two
+# starts of a target are at least a debounce apart to the millisecond. A target still cooling
+# down is left untouched. Else: clears pending, sets running and the cooldown, and pops up to
+# the limit of the dirty set; when members are left, pending is set again and `more` asks the
+# caller to send one more run.
 _CLAIM = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local ends = string.format('%.0f', now + tonumber(ARGV[6]))
 local out = {}
 for i = 1, #KEYS, 4 do
-  local wait = redis.call('PTTL', KEYS[i + 3])
+  local wait = (tonumber(redis.call('GET', KEYS[i + 3]) or '0') or 0) - now
   local members, more = {}, 0
   if wait <= 0 then
     wait = 0
     redis.call('DEL', KEYS[i])
     redis.call('SET', KEYS[i + 1], ARGV[1], 'PX', ARGV[2])
-    redis.call('SET', KEYS[i + 3], ARGV[1], 'PX', ARGV[6])
+    redis.call('SET', KEYS[i + 3], ends, 'PXAT', ends)
     if ARGV[5] == '1' then
       members = redis.call('SPOP', KEYS[i + 2], ARGV[3])
       more = redis.call('EXISTS', KEYS[i + 2])
@@ -86,8 +92,7 @@ for i = 1, #KEYS, 4 do
   end
   out[#out + 1] = {wait, more, members}
 end
-local now = redis.call('TIME')
-return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), out}
+return {string.format('%.0f', now), out}
 """
 
 # KEYS: running markers.   ARGV: run token. A newer run's marker is left alone.
