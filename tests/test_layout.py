@@ -1,0 +1,55 @@
+"""The tree tells the data path: imports run one way, from the rooms down to the core."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1] / "shared"
+ROOMS = ("reader", "events", "observe", "cli")
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module a file imports, absolute names."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def room_of(module: str) -> str | None:
+    """The room a `shared.*` module belongs to, `core` for the top level, None outside."""
+    parts = module.split(".")
+    if parts[0] != "shared" or len(parts) < 2:
+        return None
+    return parts[1] if parts[1] in ROOMS else "core"
+
+
+def test_shared_never_imports_the_worker_or_the_benchmarks() -> None:
+    """`shared` is what the worker and readers share: it imports neither `worker` nor `bench`."""
+    for path in SHARED.rglob("*.py"):
+        bad = {name for name in imports_of(path) if name.split(".")[0] in ("worker", "bench")}
+        assert not bad, (path, bad)
+
+
+def test_no_import_runs_back_up() -> None:
+    """The core imports no room; reader/, events/ and observe/ import only the core and
+    themselves; cli/ sits on top of them all."""
+    allowed = {
+        "core": {"core"},
+        "reader": {"core", "reader"},
+        "events": {"core", "events"},
+        "observe": {"core", "observe"},
+        "cli": {"core", "cli", "reader", "events", "observe"},
+    }
+    for path in SHARED.rglob("*.py"):
+        module = ".".join(path.relative_to(SHARED.parent).with_suffix("").parts)
+        room = room_of(module.removesuffix(".__init__"))
+        if room is None:  # shared/__init__.py
+            continue
+        used = {room_of(name) for name in imports_of(path)} - {None}
+        assert used <= allowed[room], (module, used - allowed[room])
