@@ -16,13 +16,13 @@ run: $(STAMP)
 	$(BIN)/python -m worker
 
 test: $(STAMP)
-	$(BIN)/ruff check shared worker bench tests
-	$(BIN)/ruff format --check shared worker bench tests
+	$(BIN)/ruff check shared worker bench examples tests
+	$(BIN)/ruff format --check shared worker bench examples tests
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared worker bench tests
+	$(BIN)/ruff check shared worker bench examples tests
 	$(BIN)/mypy
 
 # Read-path cost of metrics (needs Redis on REDIS_URL; prints medians, asserts nothing).
@@ -30,8 +30,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.metrics_overhead
 
 format: $(STAMP)
-	$(BIN)/ruff format shared worker bench tests
-	$(BIN)/ruff check --fix shared worker bench tests
+	$(BIN)/ruff format shared worker bench examples tests
+	$(BIN)/ruff check --fix shared worker bench examples tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -23,7 +23,8 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 
 A target T is `all`, `every` (one grouped pass over every scope) or `accounts` (the dirty
 accounts of a kind, recomputed in one grouped pass). Pub/sub channel
-`P:v1:filled:S`: a single-flight lock holder publishes `ok` or `error: ...` when done.
+`P:v1:filled:S`: a single-flight lock holder publishes `ok` or `error: ...` when done
+(`abandoned` when it gives up, so waiters take over).
 
 Bump `SCHEMA` when a value's shape changes: old and new workers then never read each other's keys.
 Beat's keys stay outside the schema version, so beats of two versions still share one lock.

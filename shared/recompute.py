@@ -47,6 +47,16 @@ class RecomputeResult:
         """The envelope this recompute produced for one key."""
         return Envelope(to_data(self.stats[account_id], kind), self.computed_at, self.generation)
 
+    def writes(self, kinds: tuple[Kind, ...] = ALL_KINDS) -> list[Write]:
+        """The fenced writes of the given kinds of every scope computed."""
+        return [
+            Write(kind, scope, self.envelope(kind, scope)) for scope in self.stats for kind in kinds
+        ]
+
+    def with_flags(self, flags: list[bool]) -> RecomputeResult:
+        """This result counted: `flags` say, per write, whether the fence let it through."""
+        return replace(self, written=sum(flags), fenced=len(flags) - sum(flags))
+
 
 def to_data(stats: ScopeStats, kind: Kind) -> object:
     """The JSON data stored for one kind: the aggregates dict, or [name, count] pairs."""
@@ -140,11 +150,4 @@ def write_result(
     store: RedisStore, result: RecomputeResult, kinds: tuple[Kind, ...] = ALL_KINDS
 ) -> RecomputeResult:
     """Write the given kinds of every scope of `result` through the fence; count the outcome."""
-    flags = store.write(
-        [
-            Write(kind, scope, result.envelope(kind, scope))
-            for scope in result.stats
-            for kind in kinds
-        ]
-    )
-    return replace(result, written=sum(flags), fenced=len(flags) - sum(flags))
+    return result.with_flags(store.write(result.writes(kinds)))

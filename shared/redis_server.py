@@ -2,14 +2,17 @@
 
 The reader benchmark and the tests pause it (SIGSTOP: connections hang, like an overloaded or
 partitioned Redis), stop it (connections refused) and start it again on the same port.
+`SilentPort` is a hung Redis without a server: a port that accepts and never answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from types import TracebackType
 
@@ -102,3 +105,42 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+class SilentPort:
+    """A port on 127.0.0.1 that accepts connections and never answers: a hung Redis. Use as a
+    context manager; the connections are closed at exit."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", self.port))
+        self._listener.listen(256)
+        self._accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """A Redis URL pointing at the port."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def __enter__(self) -> SilentPort:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept
+        self._listener.close()
+        self._thread.join(timeout=5)
+        for sock in self._accepted:
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._accepted.append(client)

@@ -30,7 +30,7 @@ WRITE_CHUNK = 256
 # Returns 1 per key written, 0 per key fenced. A stored generation above the counter means the
 # counter was lost (Redis restarted with values restored): the write is accepted and the counter
 # raised past it, so ordering holds again from the next ticket on.
-_FENCED_WRITE = """
+FENCED_WRITE_SCRIPT = """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ttl = ARGV[1]
 local written = {}
@@ -101,6 +101,65 @@ class Write:
     envelope: Envelope
 
 
+@dataclass(frozen=True, slots=True)
+class FencedWritePlan:
+    """The fenced-write script calls for a batch of writes (pure: the sync and asyncio stores
+    both run it). `indexes` are the writes within the size limit, in call order."""
+
+    count: int
+    indexes: list[int]
+    calls: list[tuple[list[str], list[Any]]]
+
+    @classmethod
+    def of(
+        cls, writes: Sequence[Write], keys: KeySchema, ttl: int, max_value_bytes: int | None
+    ) -> FencedWritePlan:
+        """Plan `writes`, refusing (and logging) each value larger than `max_value_bytes`."""
+        accepted = [
+            (index, payload)
+            for index, payload in enumerate(_payloads(writes, keys, max_value_bytes))
+            if payload
+        ]
+        calls: list[tuple[list[str], list[Any]]] = []
+        for start in range(0, len(accepted), WRITE_CHUNK):
+            chunk_keys = [keys.seq, keys.scopes]
+            args: list[Any] = [ttl]
+            for index, payload in accepted[start : start + WRITE_CHUNK]:
+                item = writes[index]
+                chunk_keys.append(keys.value(item.kind, item.account_id))
+                args += [item.envelope.generation, payload, scope_token(item.account_id)]
+            calls.append((chunk_keys, args))
+        return cls(len(writes), [index for index, _ in accepted], calls)
+
+    def flags(self, replies: Sequence[Sequence[int]]) -> list[bool]:
+        """Per write, True if stored, from the script's replies (one list per call)."""
+        flags = [False] * self.count
+        stored = (bool(flag) for reply in replies for flag in reply)
+        for index, flag in zip(self.indexes, stored, strict=True):
+            flags[index] = flag
+        return flags
+
+
+def _payloads(
+    writes: Sequence[Write], keys: KeySchema, max_value_bytes: int | None
+) -> list[bytes | None]:
+    """Each write's JSON, or None when it is over the size limit."""
+    payloads: list[bytes | None] = []
+    for item in writes:
+        payload = item.envelope.to_json()
+        if max_value_bytes is not None and len(payload) > max_value_bytes:
+            log.warning(
+                "store.value_too_large",
+                key=keys.value(item.kind, item.account_id),
+                size_bytes=len(payload),
+                limit_bytes=max_value_bytes,
+            )
+            payloads.append(None)
+        else:
+            payloads.append(payload)
+    return payloads
+
+
 def make_redis(url: str, timeout_seconds: float, retry_timeouts: bool = True) -> redis.Redis:
     """A client with explicit timeouts and a short retry, speaking RESP2 on every server.
 
@@ -134,7 +193,7 @@ class RedisStore:
         self.keys = keys
         self.ttl_seconds = ttl_seconds
         self.max_value_bytes = max_value_bytes
-        self._fenced_write = client.register_script(_FENCED_WRITE)
+        self._fenced_write = client.register_script(FENCED_WRITE_SCRIPT)
 
     def take_ticket(self) -> int:
         """A new generation, greater than every one handed out before; take it before reading."""
@@ -151,39 +210,11 @@ class RedisStore:
 
         Large batches go in chunks, pipelined, so no single script blocks Redis for long.
         """
-        payloads = self._payloads(writes)
-        accepted = [(index, payload) for index, payload in enumerate(payloads) if payload]
+        plan = FencedWritePlan.of(writes, self.keys, self.ttl_seconds, self.max_value_bytes)
         pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(accepted), WRITE_CHUNK):
-            keys = [self.keys.seq, self.keys.scopes]
-            args: list[Any] = [self.ttl_seconds]
-            for index, payload in accepted[start : start + WRITE_CHUNK]:
-                item = writes[index]
-                keys.append(self.keys.value(item.kind, item.account_id))
-                args += [item.envelope.generation, payload, scope_token(item.account_id)]
+        for keys, args in plan.calls:
             self._fenced_write(keys=keys, args=args, client=pipe)
-        flags = [False] * len(writes)
-        stored = (bool(flag) for chunk in pipe.execute() for flag in chunk)
-        for (index, _), flag in zip(accepted, stored, strict=True):
-            flags[index] = flag
-        return flags
-
-    def _payloads(self, writes: Sequence[Write]) -> list[bytes | None]:
-        """Each write's JSON, or None when it is over the size limit."""
-        payloads: list[bytes | None] = []
-        for item in writes:
-            payload = item.envelope.to_json()
-            if self.max_value_bytes is not None and len(payload) > self.max_value_bytes:
-                log.warning(
-                    "store.value_too_large",
-                    key=self.keys.value(item.kind, item.account_id),
-                    size_bytes=len(payload),
-                    limit_bytes=self.max_value_bytes,
-                )
-                payloads.append(None)
-            else:
-                payloads.append(payload)
-        return payloads
+        return plan.flags(pipe.execute())
 
     def warmed_accounts(self) -> list[int]:
         """Account ids whose scopes have been written before."""

@@ -13,17 +13,15 @@ from typing import Any
 
 import pytest
 import redis
-import structlog
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from structlog.testing import capture_logs
 
-from shared import store
 from shared.config import Settings
 from shared.db import init_db, make_engine
 from shared.metrics import close_all
-from shared.reader import DashboardReader, refresh
+from shared.reader import DashboardReader
 from shared.redis_server import RedisServer
+from tests.helpers import captured_events
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -39,19 +37,12 @@ def _restore_logging() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     yield
     root.handlers[:], root.level = handlers, level
-    structlog.reset_defaults()
 
 
 @pytest.fixture
-def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """Events the reader, store and refresh modules log during the test.
-
-    Each module gets a fresh logger, so one cached by an earlier logging set-up cannot bypass
-    the capture.
-    """
-    for module in (refresh, store):
-        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
-    with capture_logs() as captured:
+def logs() -> Iterator[list[dict[str, Any]]]:
+    """Events dashcache's modules log during the test (event name and fields, one dict each)."""
+    with captured_events() as captured:
         yield captured
 
 

@@ -1,17 +1,22 @@
-"""Test helpers: insert emails and categories, store aged values, count queries, poll."""
+"""Test helpers: insert emails and categories, store aged values, count queries, poll, capture
+logged events."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, event, insert
 
 from shared import clock
 from shared.keys import Kind, Scope
+from shared.logging import FIELDS_ATTRIBUTE
 from shared.models import Category, Email
 from shared.store import Envelope, RedisStore, Write
 
@@ -86,3 +91,29 @@ def wait_until(check: Callable[[], object], what: str, timeout: float = 20.0) ->
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class _EventCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, FIELDS_ATTRIBUTE, None)
+        if fields is not None:
+            self.events.append({**fields, "log_level": record.levelname.lower()})
+
+
+@contextmanager
+def captured_events(name: str = "shared") -> Iterator[list[dict[str, Any]]]:
+    """The events dashcache's loggers under `name` log inside the block, every level, as dicts
+    (event, fields, log_level), taken from the standard `logging` records themselves."""
+    logger, collector = logging.getLogger(name), _EventCollector()
+    level = logger.level
+    logger.addHandler(collector)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield collector.events
+    finally:
+        logger.removeHandler(collector)
+        logger.setLevel(level)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[1] / "shared"
 ROOMS = ("reader", "events", "observe", "cli")
+ENTRY_POINTS = {"shared.async_reader": "reader"}
+"""Public modules at the top that re-export a room's names (the contract's import paths)."""
 
 
 def imports_of(path: Path) -> set[str]:
@@ -23,6 +25,8 @@ def imports_of(path: Path) -> set[str]:
 
 def room_of(module: str) -> str | None:
     """The room a `shared.*` module belongs to, `core` for the top level, None outside."""
+    if module in ENTRY_POINTS:
+        return ENTRY_POINTS[module]
     parts = module.split(".")
     if parts[0] != "shared" or len(parts) < 2:
         return None

@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 import redis
 from sqlalchemy import Engine
-from structlog.testing import capture_logs
 
 from shared.config import Settings
 from shared.dispatch import WARM_SCOPE, TaskSender
@@ -22,7 +21,7 @@ from shared.metrics import Metrics
 from shared.observe.totals import Totals, read_totals
 from shared.reader import DashboardReader
 from shared.redis_server import RedisServer
-from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.helpers import NOW, Row, add_categories, add_emails, captured_events
 from tests.processes import worker_process
 
 CLOSED_DB = "postgresql+psycopg2://postgres@127.0.0.1:1/none"
@@ -71,7 +70,7 @@ def test_reads_count_exactly(
 @pytest.mark.usefixtures("data")
 def test_fallback_logs_and_hit_does_not(reader: DashboardReader) -> None:
     """A fallback logs one reader.fallback line with its fields; a hit logs nothing."""
-    with capture_logs() as logs:
+    with captured_events() as logs:
         reader.get_aggregates(account_id=2)
         reader.get_aggregates(account_id=2)
     assert [line["event"] for line in logs] == ["reader.fallback"]
@@ -157,7 +156,7 @@ def test_failed_flush_keeps_counts_until_redis_is_back(key_prefix: str) -> None:
             metrics.record_read(Kind.AGGREGATES, "hit")
         metrics.record_scheduled_run(NOW - timedelta(seconds=5))
         server.stop()
-        with capture_logs() as logs:
+        with captured_events() as logs:
             assert not metrics.flush()
             metrics.record_read(Kind.AGGREGATES, "hit")
             metrics.record_scheduled_run(NOW)

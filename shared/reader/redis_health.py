@@ -17,13 +17,11 @@ from shared.reader.breaker import CircuitBreaker, State
 from shared.reader.throttle import ThrottledLog
 
 
-class RedisHealth:
-    """Tracks one Redis client's health for the reader; thread-safe."""
+class HealthTracker:
+    """What the sync and asyncio readers' health share: the breaker's state and the outage logs;
+    thread-safe. Subclasses add the background probe."""
 
-    def __init__(
-        self, client: redis.Redis, breaker: CircuitBreaker, outages: ThrottledLog, fallback: str
-    ) -> None:
-        self.client = client
+    def __init__(self, breaker: CircuitBreaker, outages: ThrottledLog, fallback: str) -> None:
         self.breaker = breaker
         self.outages = outages
         self.fallback = fallback
@@ -54,11 +52,26 @@ class RedisHealth:
                 serving_from=self.fallback,
             )
 
+    def probe_due(self) -> bool:
+        """True when the breaker lets a trial call through now (at most once per period)."""
+        if self.breaker.state is State.CLOSED:
+            self.up = True  # `up` fell behind a breaker closed by a racing caller
+            return False
+        return self.breaker.allows(time.monotonic())
+
+
+class RedisHealth(HealthTracker):
+    """Tracks one Redis client's health for the sync reader; thread-safe."""
+
+    def __init__(
+        self, client: redis.Redis, breaker: CircuitBreaker, outages: ThrottledLog, fallback: str
+    ) -> None:
+        super().__init__(breaker, outages, fallback)
+        self.client = client
+
     def probe_if_due(self) -> None:
         """While the breaker is open, PING Redis in the background once per breaker period."""
-        if self.breaker.state is State.CLOSED:
-            self.up = True  # `up` fell behind a breaker closed by a racing thread
-        elif self.breaker.allows(time.monotonic()):
+        if self.probe_due():
             threading.Thread(target=self._probe, name="dashcache-redis-probe", daemon=True).start()
 
     def _probe(self) -> None:

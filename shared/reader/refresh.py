@@ -23,29 +23,21 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 
-class RefreshRequester:
-    """Sends `warm_scope` for stale scopes, at most once per scope per `refresh_seconds`."""
+class RefreshSender:
+    """Sends `warm_scope` from one background thread per process (the Celery client is built
+    there too, so no caller waits for it); a failure is logged and dropped."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, keys: KeySchema) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = client
-        self.keys = keys
         self.interval = settings.refresh_seconds
         self._sender: TaskSender | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
         self._lock = threading.Lock()
 
-    def request(self, account_id: Scope) -> bool:
-        """Ask for a refresh unless one was asked for within the interval; True if asked now.
-
-        Costs one Redis round trip; raises `redis.RedisError` like any Redis call.
-        """
-        marker = self.keys.refresh(account_id)
-        if not self.client.set(marker, b"1", nx=True, px=self.interval * 1000):
-            return False
+    def send_later(self, account_id: Scope) -> None:
+        """Queue one `warm_scope` of the scope for the background thread; returns at once."""
         self._background().submit(self._send, account_id)
-        return True
 
     def close(self) -> None:
         """Wait for requests in flight, then release the broker connections."""
@@ -61,13 +53,14 @@ class RefreshRequester:
         with self._lock:
             if self._pool is None or self._pid != os.getpid():
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="dashcache-refresh")
-                self._sender = TaskSender(self.settings)
+                self._sender = None
                 self._pid = os.getpid()
             return self._pool
 
     def _send(self, account_id: Scope) -> None:
-        assert self._sender is not None
         try:
+            if self._sender is None:  # only this pool's one thread builds it
+                self._sender = TaskSender(self.settings)
             self._sender.send(
                 WARM_SCOPE, [account_id], self.settings.events_queue, expires=self.interval
             )
@@ -79,3 +72,23 @@ class RefreshRequester:
             )
         else:
             log.debug("reader.refresh_requested", account_id=account_id)
+
+
+class RefreshRequester(RefreshSender):
+    """Sends `warm_scope` for stale scopes, at most once per scope per `refresh_seconds`."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, keys: KeySchema) -> None:
+        super().__init__(settings)
+        self.client = client
+        self.keys = keys
+
+    def request(self, account_id: Scope) -> bool:
+        """Ask for a refresh unless one was asked for within the interval; True if asked now.
+
+        Costs one Redis round trip; raises `redis.RedisError` like any Redis call.
+        """
+        marker = self.keys.refresh(account_id)
+        if not self.client.set(marker, b"1", nx=True, px=self.interval * 1000):
+            return False
+        self.send_later(account_id)
+        return True

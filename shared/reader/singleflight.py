@@ -3,7 +3,9 @@
 The lock is `SET lock token NX PX expiry`; only the holder (same token) can delete it, so a
 holder that outlived its expiry cannot release a successor's lock, and a holder that died never
 wedges the scope: its lock expires. When done, the holder publishes its outcome (`ok`, or
-`error: why`) on the scope's channel, in the same script that releases the lock.
+`error: why`) on the scope's channel, in the same script that releases the lock; a holder that
+gives up (its caller was cancelled: async_singleflight.py) publishes `abandoned`, which wakes
+the waiters to take the lock over.
 
 Waiters subscribe to that channel, then re-check the value and the lock every `poll_seconds`
 (no busy loop): a publish wakes them at once, the re-check covers a holder that died silently.
@@ -27,10 +29,12 @@ T = TypeVar("T")
 
 OK = "ok"
 ERROR = "error: "
+ABANDONED = "abandoned"
 
 # KEYS: lock.  ARGV: token, channel, outcome.  Delete the lock only if it is still ours; tell
-# waiters a value is there (always), or that the computation failed (only if we still held it).
-_RELEASE = """
+# waiters a value is there (always), or that the computation failed or was given up (only if we
+# still held it).
+RELEASE_SCRIPT = """
 local held = redis.call('GET', KEYS[1]) == ARGV[1]
 if held then redis.call('DEL', KEYS[1]) end
 if held or ARGV[3] == 'ok' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
@@ -63,7 +67,7 @@ class SingleFlight:
         self.lock_ms = int(lock_seconds * 1000)
         self.health = health
         self.poll_seconds = poll_seconds
-        self._release = client.register_script(_RELEASE)
+        self._release = client.register_script(RELEASE_SCRIPT)
 
     def run(
         self,
@@ -136,15 +140,25 @@ class SingleFlight:
                     return None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise DashboardUnavailable(
-                        "another reader is still computing this value and it did not arrive "
-                        "within DASHCACHE_WAIT_SECONDS; retry shortly"
-                    )
+                    raise wait_expired()
                 message = pubsub.get_message(timeout=min(self.poll_seconds, remaining))
-                data = message["data"].decode() if message else ""
-                if data.startswith(ERROR):
-                    raise DashboardUnavailable(
-                        f"the reader computing this value failed: {data[len(ERROR) :]}"
-                    )
+                if message and (failure := holder_failed(message["data"])):
+                    raise failure
         finally:
             pubsub.close()
+
+
+def wait_expired() -> DashboardUnavailable:
+    """What a waiter raises at its deadline."""
+    return DashboardUnavailable(
+        "another reader is still computing this value and it did not arrive within "
+        "DASHCACHE_WAIT_SECONDS; retry shortly"
+    )
+
+
+def holder_failed(data: bytes) -> DashboardUnavailable | None:
+    """The error a waiter raises for a holder's published outcome, None if it is no failure."""
+    text = data.decode(errors="replace")
+    if text.startswith(ERROR):
+        return DashboardUnavailable(f"the reader computing this value failed: {text[len(ERROR) :]}")
+    return None

@@ -29,59 +29,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from redis import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import clock
 from shared.config import Settings
 from shared.db import make_engine
-from shared.errors import CacheUnavailable, DashboardUnavailable, InvalidArgument
-from shared.keys import KeySchema, Kind, Scope, check_account_id, check_read_options, scope_token
-from shared.logging import get_logger
+from shared.keys import KeySchema, Kind, Scope, check_account_id, check_read_options
 from shared.metrics import Metrics, RecomputeOutcome, metrics_for
 from shared.reader.breaker import CircuitBreaker
 from shared.reader.redis_health import RedisHealth
 from shared.reader.refresh import RefreshRequester
+from shared.reader.rules import (
+    LOG_INTERVAL_SECONDS,
+    DashboardValue,
+    Found,
+    Source,
+    breakdown_value,
+    check_limit,
+    computed,
+    database_failed,
+    redis_down_error,
+    usable,
+)
 from shared.reader.singleflight import SingleFlight
 from shared.reader.slots import ComputeSlots
 from shared.reader.throttle import ThrottledLog
 from shared.recompute import compute_unwritten, write_result
-from shared.store import RedisStore, decode_envelope, make_redis
+from shared.store import RedisStore, make_redis
 
-Source = Literal["cache", "fallback", "fresh"]
-
-LOG_INTERVAL_SECONDS = 60.0
-"""An outage (Redis, the database) is logged at most once per this many seconds per process."""
-
-log = get_logger(__name__)
-
-
-@dataclass(slots=True)
-class DashboardValue:
-    """One dashboard value as a reader got it (not frozen: that would add a third to a hit's
-    Python time).
-
-    `data` is a plain JSON-typed dict; `age` is seconds since `computed_at` at the time of the
-    read; `source` says where it came from: "cache", "fallback" (computed because the cache could
-    not serve it) or "fresh" (asked for); `stale` is true past the soft age. `generation` is 0
-    for a value computed while Redis was unreachable (not stored).
-    """
-
-    data: dict[str, Any]
-    computed_at: datetime
-    generation: int
-    age: float
-    source: Source
-    stale: bool
-
-
-Found = tuple[Any, datetime, int, float, Source, bool]
-"""What a read found, in DashboardValue's field order (a tuple: cheap on the hit path)."""
+__all__ = ["LOG_INTERVAL_SECONDS", "DashboardReader", "DashboardValue", "Found", "Source"]
 
 
 class DashboardReader:
@@ -146,14 +125,9 @@ class DashboardReader:
         max_age: float | None = None,
     ) -> DashboardValue:
         """The top `limit` categories of a scope: name -> count, by count desc then name."""
-        maximum = self.settings.max_breakdown
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
-            raise InvalidArgument(f"limit must be an integer from 1 to {maximum}, got {limit!r}")
+        limit = check_limit(limit, self.settings.max_breakdown)
         account_id = check_account_id(account_id)
-        data, computed_at, generation, age, source, stale = self._read(
-            Kind.BREAKDOWN, account_id, fresh, max_age
-        )
-        return DashboardValue(dict(data[:limit]), computed_at, generation, age, source, stale)
+        return breakdown_value(self._read(Kind.BREAKDOWN, account_id, fresh, max_age), limit)
 
     def close(self) -> None:
         """Finish refresh requests in flight; release Redis, broker and database connections."""
@@ -194,16 +168,7 @@ class DashboardReader:
 
     def _usable(self, raw: Any, max_age: float | None) -> Found | None:
         """The cached envelope if there is one, younger than the hard TTL and than `max_age`."""
-        if raw is None:
-            return None
-        try:
-            data, computed_at, generation = decode_envelope(raw)
-        except (ValueError, KeyError, TypeError):
-            return None  # not ours or corrupt: recomputed, and the fence overwrites it
-        age = clock.timestamp() - computed_at.timestamp()
-        if age >= self._ttl or (max_age is not None and age > max_age):
-            return None
-        return data, computed_at, generation, max(age, 0.0), "cache", age > self._soft_age
+        return usable(raw, self._ttl, self._soft_age, max_age)
 
     def _fill(self, kind: Kind, account_id: Scope, max_age: float | None) -> Found:
         """Single flight: compute the scope if we get its lock, else wait for who has it."""
@@ -235,7 +200,7 @@ class DashboardReader:
                 )
             except SQLAlchemyError as error:
                 self.metrics.record_recompute(source, "error", time.perf_counter() - started)
-                raise self._database_failed(error) from error
+                raise database_failed(error, self.outages) from error
         outcome: RecomputeOutcome = "error"  # until stored: Redis down or failing
         if generation:
             try:
@@ -244,29 +209,13 @@ class DashboardReader:
             except RedisError as error:
                 self.redis.failed(error)
         duration = time.perf_counter() - started
-        self.metrics.record_read(kind, source)
-        self.metrics.record_recompute(source, outcome, duration, fenced=result.fenced)
-        if source == "fallback" and generation:  # while Redis is down, outage logs say it once
-            log.info(
-                "reader.fallback",
-                kind=kind.name.lower(),
-                scope=scope_token(account_id),
-                duration_ms=round(duration * 1000, 1),
-                outcome=outcome,
-                generation=generation,
-                fenced=result.fenced,
-            )
-        envelope = result.envelope(kind, account_id)
-        computed_at = envelope.computed_at
-        age = max(clock.timestamp() - computed_at.timestamp(), 0.0)
-        return envelope.data, computed_at, envelope.generation, age, source, False
+        return computed(
+            result, kind, account_id, source, outcome, duration, self.metrics, self.outages
+        )
 
     def _without_redis(self, kind: Kind, account_id: Scope) -> Found:
         if self.settings.on_redis_down == "error":
-            raise CacheUnavailable(
-                "Redis is unreachable and DASHCACHE_ON_REDIS_DOWN=error, so no dashboard value "
-                "can be read; retry shortly"
-            )
+            raise redis_down_error()
         return self._compute(kind, account_id, "fallback", False)
 
     def _ticket(self) -> int:
@@ -284,8 +233,3 @@ class DashboardReader:
             self.refresher.request(account_id)
         except RedisError as error:
             self.redis.failed(error)
-
-    def _database_failed(self, error: SQLAlchemyError) -> DashboardUnavailable:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        self.outages.emit("warning", "reader.database_failed", error=detail)
-        return DashboardUnavailable(f"nothing usable is cached and the database failed: {detail}")

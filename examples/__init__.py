@@ -1,0 +1,1 @@
+"""Runnable examples of dashcache inside a host application."""

@@ -1,0 +1,13 @@
+"""The asyncio reader, for event-loop hosts such as FastAPI (see shared/reader/async_reader.py).
+
+reader = AsyncDashboardReader.from_env()        # at import, or in a lifespan
+v = await reader.get_aggregates(account_id=None)
+repository = DashboardRepository(reader)         # the app's repository, as a drop-in
+await reader.aclose()
+"""
+
+from shared.reader.async_reader import AsyncDashboardReader
+from shared.reader.repository import DashboardRepository
+from shared.reader.rules import DashboardValue
+
+__all__ = ["AsyncDashboardReader", "DashboardRepository", "DashboardValue"]

@@ -1,0 +1,274 @@
+"""The reader for asyncio web processes (FastAPI on uvicorn, say): Redis first, the database only
+when needed, and the event loop never waits on either.
+
+    reader = AsyncDashboardReader.from_env()          # at import or in a lifespan; one per loop
+    v = await reader.get_aggregates(account_id=None)  # the same DashboardValue as the sync reader
+    b = await reader.get_category_breakdown(limit=10, account_id=42, max_age=30)
+    await reader.aclose()                             # or: async with AsyncDashboardReader...
+
+The same settings, errors, metrics and guarantees as `shared.reader.DashboardReader` (see its
+docstring), with the pure rules shared (shared/reader/rules.py), and these asyncio parts:
+
+- Redis through `redis.asyncio`; a hit is one GET and a parse.
+- A miss: one task per key per process (async_inflight.py) runs the single flight of
+  async_singleflight.py (the sync reader's lock and channel, so both kinds of reader
+  coalesce), so concurrent coroutines share one computation and one wait.
+- The database is only used in a pool of DASHCACHE_COMPUTE_LIMIT threads (async_slots.py).
+- A cancelled read (client gone) cancels the shared task once no coroutine waits for it; the lock
+  is released (`abandoned` wakes the waiters), the slot is freed when its query finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Literal
+
+from redis import RedisError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared.config import Settings
+from shared.db import make_engine
+from shared.keys import KeySchema, Kind, Scope, check_account_id, check_read_options
+from shared.metrics import Metrics, RecomputeOutcome, metrics_for
+from shared.reader.async_inflight import InFlight
+from shared.reader.async_redis_health import AsyncRedisHealth
+from shared.reader.async_refresh import AsyncRefreshRequester
+from shared.reader.async_singleflight import AsyncSingleFlight
+from shared.reader.async_slots import AsyncComputeSlots
+from shared.reader.async_store import AsyncRedisStore, make_async_redis
+from shared.reader.breaker import CircuitBreaker
+from shared.reader.rules import (
+    LOG_INTERVAL_SECONDS,
+    DashboardValue,
+    Found,
+    breakdown_value,
+    check_limit,
+    computed,
+    database_failed,
+    redis_down_error,
+    usable,
+)
+from shared.reader.throttle import ThrottledLog
+from shared.recompute import compute_unwritten
+
+
+class AsyncDashboardReader:
+    """Reads dashboard values for one deployment (one key prefix) on one event loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: AsyncRedisStore,
+        engine: Engine,
+        metrics: Metrics,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = store.client
+        self.engine = engine
+        self.metrics = metrics
+        self.outages = ThrottledLog(__name__, LOG_INTERVAL_SECONDS)
+        breaker = breaker or CircuitBreaker(
+            settings.breaker_failures, settings.breaker_reset_seconds
+        )
+        self.redis = AsyncRedisHealth(store.client, breaker, self.outages, settings.on_redis_down)
+        self.flight = AsyncSingleFlight(store.client, store.keys, settings.lock_seconds, self.redis)
+        self.inflight = InFlight()
+        self.slots = AsyncComputeSlots(settings.compute_limit)
+        self.refresher = AsyncRefreshRequester(settings, store.client, store.keys)
+        self._ttl = settings.ttl_seconds
+        self._soft_age = settings.soft_age
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AsyncDashboardReader:
+        """A reader configured from the environment (see README, Configuration). Connects
+        lazily, so it can be built at import time or in a lifespan."""
+        return cls.from_settings(Settings.from_env(env))
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, breaker: CircuitBreaker | None = None
+    ) -> AsyncDashboardReader:
+        """A reader with its own Redis client and database engine, both with short timeouts."""
+        client = make_async_redis(settings.redis_url, settings.redis_timeout_seconds)
+        keys = KeySchema(settings.key_prefix)
+        store = AsyncRedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
+        engine = make_engine(settings.database_url, timeout_seconds=settings.db_timeout_seconds)
+        return cls(settings, store, engine, metrics_for(settings), breaker)
+
+    async def get_aggregates(
+        self, account_id: Scope = None, *, fresh: bool = False, max_age: float | None = None
+    ) -> DashboardValue:
+        """Totals, unread, auto-labeled, categories and weekly growth of a scope.
+
+        `fresh=True` computes from the database now; `max_age` (seconds) treats an older cached
+        value as missing.
+        """
+        account_id = check_account_id(account_id)
+        return DashboardValue(*await self._read(Kind.AGGREGATES, account_id, fresh, max_age))
+
+    async def get_category_breakdown(
+        self,
+        limit: int = 10,
+        account_id: Scope = None,
+        *,
+        fresh: bool = False,
+        max_age: float | None = None,
+    ) -> DashboardValue:
+        """The top `limit` categories of a scope: name -> count, by count desc then name."""
+        limit = check_limit(limit, self.settings.max_breakdown)
+        account_id = check_account_id(account_id)
+        return breakdown_value(await self._read(Kind.BREAKDOWN, account_id, fresh, max_age), limit)
+
+    async def aclose(self) -> None:
+        """Cancel shared reads and probes still running, finish refresh requests in flight and
+        the computations' threads; release Redis, broker and database connections."""
+        await self.inflight.aclose()
+        await self.redis.aclose()
+        await asyncio.to_thread(self.slots.close)
+        await asyncio.to_thread(self.refresher.close)
+        await asyncio.to_thread(self.engine.dispose)
+        await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncDashboardReader:
+        return self
+
+    async def __aexit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _read(
+        self, kind: Kind, account_id: Scope, fresh: bool, max_age: float | None
+    ) -> Found:
+        if fresh is not False or max_age is not None:
+            check_read_options(fresh, max_age)
+        try:
+            if not self.redis.up:
+                self.redis.probe_if_due()
+                if fresh:
+                    return await self._compute(kind, account_id, "fresh", False)
+                return await self._without_redis(kind, account_id)
+            if fresh:
+                return await self._compute(kind, account_id, "fresh", True)
+            try:
+                raw = await self.client.get(self.store.keys.value(kind, account_id))
+            except RedisError as error:
+                self.redis.failed(error)
+                return await self._without_redis(kind, account_id)
+            self.redis.ok()
+            found = usable(raw, self._ttl, self._soft_age, max_age)
+            if found is None:
+                self.metrics.record_read(kind, "miss")
+                return await self._fill(kind, account_id, max_age)
+        except Exception:
+            self.metrics.record_read(kind, "error")
+            raise
+        if found[5]:
+            self.metrics.record_read(kind, "stale")
+            await self._ask_refresh(account_id)
+        else:
+            self.metrics.record_read(kind, "hit")
+        return found
+
+    async def _fill(self, kind: Kind, account_id: Scope, max_age: float | None) -> Found:
+        """One task per key and `max_age` in this process; each caller gets its own data."""
+        found = await self.inflight.share(
+            (kind, account_id, max_age), lambda: self._fill_across(kind, account_id, max_age)
+        )
+        return (copy.deepcopy(found[0]), *found[1:])
+
+    async def _fill_across(self, kind: Kind, account_id: Scope, max_age: float | None) -> Found:
+        """Single flight across processes; Redis failing on the way: computed without it."""
+        deadline = time.monotonic() + self.settings.wait_seconds
+        key = self.store.keys.value(kind, account_id)
+
+        async def fetch() -> Found | None:
+            return usable(await self.client.get(key), self._ttl, self._soft_age, max_age)
+
+        try:
+            return await self.flight.run(
+                account_id,
+                fetch,
+                lambda: self._compute(kind, account_id, "fallback", True, deadline),
+                deadline,
+            )
+        except RedisError as error:
+            self.redis.failed(error)
+            return await self._without_redis_once(kind, account_id)
+
+    async def _without_redis(self, kind: Kind, account_id: Scope) -> Found:
+        """Computed from the database, once per key in this process for concurrent callers."""
+        if self.settings.on_redis_down == "error":
+            raise redis_down_error()
+        found = await self.inflight.share(
+            ("without-redis", kind, account_id),
+            lambda: self._without_redis_once(kind, account_id),
+        )
+        return (copy.deepcopy(found[0]), *found[1:])
+
+    async def _without_redis_once(self, kind: Kind, account_id: Scope) -> Found:
+        if self.settings.on_redis_down == "error":
+            raise redis_down_error()
+        return await self._compute(kind, account_id, "fallback", False)
+
+    async def _compute(
+        self,
+        kind: Kind,
+        account_id: Scope,
+        source: Literal["fallback", "fresh"],
+        use_redis: bool,
+        deadline: float | None = None,
+    ) -> Found:
+        """Compute the scope in a pool thread; write it through the fence if Redis answers."""
+        deadline = deadline or time.monotonic() + self.settings.wait_seconds
+        async with self.slots.hold(deadline) as slot:
+            started = time.perf_counter()
+            generation = await self._ticket() if use_redis else 0
+            try:
+                result = await slot.run(
+                    compute_unwritten,
+                    self.engine,
+                    account_id,
+                    self.settings.max_breakdown,
+                    generation,
+                )
+            except SQLAlchemyError as error:
+                self.metrics.record_recompute(source, "error", time.perf_counter() - started)
+                raise database_failed(error, self.outages) from error
+        outcome: RecomputeOutcome = "error"  # until stored: Redis down or failing
+        if generation:
+            try:
+                result = await self.store.write_result(result)
+                outcome = result.outcome
+            except RedisError as error:
+                self.redis.failed(error)
+        duration = time.perf_counter() - started
+        return computed(
+            result, kind, account_id, source, outcome, duration, self.metrics, self.outages
+        )
+
+    async def _ticket(self) -> int:
+        """A generation ticket, or 0 when Redis does not answer (the value is then not stored)."""
+        try:
+            generation = await self.store.take_ticket()
+        except RedisError as error:
+            self.redis.failed(error)
+            return 0
+        self.redis.ok()
+        return generation
+
+    async def _ask_refresh(self, account_id: Scope) -> None:
+        try:
+            await self.refresher.request(account_id)
+        except RedisError as error:
+            self.redis.failed(error)
