@@ -14,6 +14,10 @@ Wire form (one JSON object per event; a batch is a JSON array of them):
 Ids are integers from 0 to 2**63-1; `created_at` is ISO-8601 with a UTC offset. Fields not
 listed are ignored. Anything else raises `InvalidEvent` whose `field` names the culprit, e.g.
 `events[3].after.is_unread`.
+
+A single-tenant app (no account column in the schema mapping) has no accounts: its email events
+leave `account_id` out (null reads the same; None in the types). A multi-tenant deployment
+rejects such an event when it is published, as a single-tenant one rejects an account id.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class EmailRow:
 class EmailCreated:
     """An email was inserted."""
 
-    account_id: int
+    account_id: int | None
     email_id: int
     after: EmailRow
 
@@ -52,7 +56,7 @@ class EmailCreated:
 class EmailUpdated:
     """An email's counted fields may have changed (it stayed in the same account)."""
 
-    account_id: int
+    account_id: int | None
     email_id: int
     before: EmailRow
     after: EmailRow
@@ -62,7 +66,7 @@ class EmailUpdated:
 class EmailDeleted:
     """An email was deleted."""
 
-    account_id: int
+    account_id: int | None
     email_id: int
     before: EmailRow
 
@@ -99,7 +103,9 @@ def encode_event(event: Event) -> dict[str, Any]:
     if isinstance(event, CategoriesChanged):
         body.update(change=event.change.value, category_ids=list(event.category_ids))
         return body
-    body.update(account_id=event.account_id, email_id=event.email_id)
+    if event.account_id is not None:
+        body["account_id"] = event.account_id
+    body["email_id"] = event.email_id
     if isinstance(event, EmailUpdated | EmailDeleted):
         body["before"] = _encode_row(event.before)
     if isinstance(event, EmailCreated | EmailUpdated):
@@ -137,7 +143,8 @@ def decode_event(obj: object, where: str = "event") -> Event:
         )
     if kind not in ("email.created", "email.updated", "email.deleted"):
         raise InvalidEvent(f"unknown event type {kind!r}", field=f"{where}.type")
-    account_id = _id(body.get("account_id"), f"{where}.account_id")
+    raw_account = body.get("account_id")
+    account_id = None if raw_account is None else _id(raw_account, f"{where}.account_id")
     email_id = _id(body.get("email_id"), f"{where}.email_id")
     if kind == "email.created":
         return EmailCreated(account_id, email_id, _decode_row(body, where, "after"))

@@ -14,8 +14,10 @@ import redis
 from shared.coalesce import Coalescer, Run, run_scope
 from shared.config import Settings
 from shared.dispatch import RECOMPUTE_TARGETS, TaskSender
+from shared.event_tenancy import check_tenancy
 from shared.event_types import Event
 from shared.keys import KeySchema
+from shared.mapping import load_mapping
 from shared.metrics import metrics_for
 from shared.store import make_redis
 from shared.targeting import Target, targets_of, targets_of_all
@@ -35,14 +37,19 @@ class EventPublisher:
         self.sender = sender or TaskSender(settings)
         self.coalescer = Coalescer(self.client, KeySchema(settings.key_prefix), settings)
         self.metrics = metrics_for(settings)
+        self.multi_tenant = load_mapping(settings.schema_file).multi_tenant
 
     def publish(self, event: Event) -> list[Run]:
         """Publish one event; return the runs it caused (empty when its keys were pending)."""
         return self.publish_many([event])
 
     def publish_many(self, events: Iterable[Event]) -> list[Run]:
-        """Publish a batch (one transaction's events): one mark for all of its keys."""
+        """Publish a batch (one transaction's events): one mark for all of its keys.
+
+        Raises `InvalidEvent`, publishing nothing, when an event does not fit the tenancy.
+        """
         batch = list(events)
+        check_tenancy(batch, self.multi_tenant)
         runs = self.coalescer.mark(targets_of_all(batch))
         self.send_runs(runs)
         self._count(batch, runs)

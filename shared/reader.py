@@ -37,14 +37,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from shared import clock
 from shared.breaker import CircuitBreaker
 from shared.config import Settings
-from shared.db import make_engine
 from shared.errors import CacheUnavailable, DashboardUnavailable, InvalidArgument
 from shared.keys import KeySchema, Kind, Scope, check_account_id, check_read_options, scope_token
 from shared.logging import get_logger
+from shared.mapped_tables import single_tenant_problem, tables_of
 from shared.metrics import Metrics, RecomputeOutcome, metrics_for
 from shared.recompute import compute_unwritten, write_result
 from shared.redis_health import RedisHealth
 from shared.refresh import RefreshRequester
+from shared.schema import engine_for
 from shared.singleflight import SingleFlight
 from shared.slots import ComputeSlots
 from shared.store import RedisStore, decode_envelope, make_redis
@@ -106,6 +107,7 @@ class DashboardReader:
         self.refresher = RefreshRequester(settings, store.client, store.keys)
         self._ttl = settings.ttl_seconds
         self._soft_age = settings.soft_age
+        self._single_tenant = tables_of(engine).account is None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardReader:
@@ -116,11 +118,21 @@ class DashboardReader:
     def from_settings(
         cls, settings: Settings, breaker: CircuitBreaker | None = None
     ) -> DashboardReader:
-        """A reader with its own Redis client and database engine, both with short timeouts."""
+        """A reader with its own Redis client and database engine, both with short timeouts.
+
+        A schema mapping (DASHCACHE_SCHEMA_FILE) is checked against the database here: a
+        mismatch raises `SchemaError`, a database that cannot be asked `DashboardUnavailable`.
+        """
+        try:
+            engine = engine_for(settings, settings.db_timeout_seconds)
+        except SQLAlchemyError as error:
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DashboardUnavailable(
+                f"cannot check the schema mapping, the database failed: {detail}"
+            ) from error
         client = make_redis(settings.redis_url, settings.redis_timeout_seconds, False)
         keys = KeySchema(settings.key_prefix)
         store = RedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
-        engine = make_engine(settings.database_url, timeout_seconds=settings.db_timeout_seconds)
         return cls(settings, store, engine, metrics_for(settings), breaker)
 
     def get_aggregates(
@@ -131,7 +143,7 @@ class DashboardReader:
         `fresh=True` computes from the database now; `max_age` (seconds) treats an older cached
         value as missing.
         """
-        account_id = check_account_id(account_id)
+        account_id = self._check_scope(account_id)
         return DashboardValue(*self._read(Kind.AGGREGATES, account_id, fresh, max_age))
 
     def get_category_breakdown(
@@ -146,7 +158,7 @@ class DashboardReader:
         maximum = self.settings.max_breakdown
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
             raise InvalidArgument(f"limit must be an integer from 1 to {maximum}, got {limit!r}")
-        account_id = check_account_id(account_id)
+        account_id = self._check_scope(account_id)
         data, computed_at, generation, age, source, stale = self._read(
             Kind.BREAKDOWN, account_id, fresh, max_age
         )
@@ -157,6 +169,12 @@ class DashboardReader:
         self.refresher.close()
         self.store.client.close()
         self.engine.dispose()
+
+    def _check_scope(self, account_id: object) -> Scope:
+        """A valid scope of this deployment: single-tenant, None only."""
+        if self._single_tenant and account_id is not None:
+            raise InvalidArgument(single_tenant_problem(account_id))
+        return check_account_id(account_id)
 
     def _read(self, kind: Kind, account_id: Scope, fresh: bool, max_age: float | None) -> Found:
         if fresh is not False or max_age is not None:
