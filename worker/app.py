@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shared.config import Settings
 from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL
 from shared.errors import SchemaError
-from shared.logging import configure_logging, get_logger
+from shared.logging import configure_logging, get_logger, redact
 from shared.metrics import close_all
 from shared.schema import engine_for
 from worker.runtime import reset_runtime
@@ -71,10 +71,11 @@ def _check_schema(**_: Any) -> None:
     try:
         engine_for(settings).dispose()
     except SchemaError as error:
+        configure_logging(settings)  # a worker sends worker_init before it sets up logging
         log.error("schema.invalid", error=str(error))
         raise SystemExit(EXIT_SCHEMA) from None
     except SQLAlchemyError as error:
-        log.warning("schema.check_deferred", error=f"{type(error).__name__}: {error}")
+        log.warning("schema.check_deferred", error=redact(f"{type(error).__name__}: {error}"))
 
 
 @signals.worker_process_init.connect
