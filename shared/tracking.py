@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from shared.config import Settings
@@ -82,7 +82,7 @@ def track_mutations(
         pending = session.info.setdefault(_PENDING, [])
         fetched = session.info.pop(_FETCHED, {})
         pending.extend(_created(classes, session.new))
-        dirty = [obj for obj in session.dirty if session.is_modified(obj)]
+        dirty = sorted((obj for obj in session.dirty if session.is_modified(obj)), key=_identity)
         pending.extend(_updated(classes, dirty, fetched))
 
     def after_commit(session: Session) -> None:
@@ -103,6 +103,12 @@ def track_mutations(
     event.listen(session_factory, "after_flush", after_flush)
     event.listen(session_factory, "after_commit", after_commit)
     event.listen(session_factory, "after_transaction_end", after_transaction_end)
+
+
+def _identity(obj: object) -> tuple[str, tuple[Any, ...]]:
+    """Orders updates by class and primary key (the session keeps dirty objects in a set)."""
+    state = inspect(obj)
+    return type(obj).__name__, tuple(state.identity or ())
 
 
 def _created(classes: MappedClasses, objects: Iterable[Any]) -> Iterable[Event]:
