@@ -10,6 +10,7 @@ import click
 
 from bench.profiles import PROFILES
 from bench.shutdown import exit_on_sigterm
+from shared.cli.schema import refuse_on_mapped_schema
 from shared.cli.support import friendly_errors
 from shared.config import Settings
 from shared.errors import ConfigError
@@ -53,6 +54,7 @@ def bench(
         raise ConfigError(
             f"the bench needs its optional dependencies: pip install 'dashcache[bench]' ({error})"
         ) from None
+    refuse_on_mapped_schema(settings, "bench")
     if not settings.database_url.startswith("postgresql"):
         raise ConfigError("DATABASE_URL must point at a PostgreSQL server for the bench")
     exit_on_sigterm()

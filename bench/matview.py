@@ -21,6 +21,7 @@ from bench.strategies import BenchContext, Reading, reading
 from shared.db import make_engine
 from shared.keys import Kind, Scope
 from shared.recompute import snapshot
+from shared.schema.tables import DEMO_TABLES
 from shared.stats import every_scope_query, fold_counts, load_categories
 
 # The view's name is a constant of this module, never input: the f-strings below are safe.
@@ -38,8 +39,9 @@ _REFRESHED_AT = text(f"SELECT max(at) FROM {VIEW}")  # noqa: S608
 
 
 def view_sql() -> str:
-    """The view's query: the every-scope counts as of `now()`, plus `now()` itself."""
-    query = every_scope_query(func.now()).add_columns(func.now())
+    """The view's query: the every-scope counts as of `now()`, plus `now()` itself (on the
+    bench's own database, which holds the demo schema)."""
+    query = every_scope_query(DEMO_TABLES, func.now()).add_columns(func.now())
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     compiled = query.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     return str(compiled)

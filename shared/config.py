@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from shared.errors import ConfigError
+from shared.schema.mapping import load_mapping
 
 T = TypeVar("T")
 
@@ -45,6 +46,7 @@ ENV_NAMES = {
     "DASHCACHE_BREAKER_FAILURES": "breaker_failures",
     "DASHCACHE_BREAKER_RESET_SECONDS": "breaker_reset_seconds",
     "DASHCACHE_MAX_VALUE_BYTES": "max_value_bytes",
+    "DASHCACHE_SCHEMA_FILE": "schema_file",
 }
 """Environment variable -> settings attribute."""
 
@@ -79,6 +81,8 @@ class Settings:
     breaker_failures: int = 3
     breaker_reset_seconds: float = 5.0
     max_value_bytes: int = 1024 * 1024
+    schema_file: str | None = None
+    """The TOML schema mapping of the app's own tables; None reads the demo schema."""
 
     @property
     def soft_age(self) -> int:
@@ -154,8 +158,10 @@ class Settings:
             max_value_bytes=_get(
                 env, "DASHCACHE_MAX_VALUE_BYTES", 1024 * 1024, int, _between(1024, 512 * 1024**2)
             ),
+            schema_file=env.get("DASHCACHE_SCHEMA_FILE", "").strip() or None,
         )
         _check_together(settings)
+        load_mapping(settings.schema_file)  # a malformed file stops here, naming its key
         return settings
 
 

@@ -27,3 +27,8 @@ class DashboardUnavailable(DashcacheError):
 
 class CacheUnavailable(DashcacheError):
     """Redis cannot be reached and the reader is configured not to fall back to the database."""
+
+
+class SchemaError(ConfigError):
+    """The schema mapping does not fit the database (or is malformed); the message names the
+    mapping key, e.g. `emails.unread: column "read_at" not found in table "messages"`."""

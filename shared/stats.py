@@ -15,11 +15,11 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, null, select
 from sqlalchemy.orm import Session
 
 from shared.keys import Scope
-from shared.models import Category, Email
+from shared.schema.tables import MappedTables, tables_of
 
 WEEK = timedelta(days=7)
 BATCH_SCOPES = 1000
@@ -162,9 +162,9 @@ def compute_scope(
     session: Session, account_id: Scope, now: datetime, max_breakdown: int
 ) -> ScopeStats:
     """Every number of one scope (one account, or all accounts when None), as of `now`."""
-    query = counts_query(now).group_by(Email.category_id)
-    if account_id is not None:
-        query = query.where(Email.account_id == account_id)
+    tables = tables_of(session)
+    query = counts_query(tables, now).where(*tables.scope_filter(account_id))
+    query = query.group_by(tables.category)
     rows = [(account_id, *row) for row in session.connection().execute(query)]
     categories = load_categories(session)
     return fold_counts(rows, categories, max_breakdown, include=[account_id])[account_id]
@@ -185,7 +185,7 @@ def stream_every_scope(
     warmed before) that have no emails left, with zeros.
     """
     folder = Folder(load_categories(session), max_breakdown)
-    rows = session.connection().execute(streamed_every_scope_query(now))
+    rows = session.connection().execute(streamed_every_scope_query(tables_of(session), now))
     every = Tally()
     emptied = set(include)
     batch: dict[Scope, ScopeStats] = {}
@@ -219,47 +219,61 @@ def compute_accounts(
 ) -> dict[Scope, ScopeStats]:
     """Every number of each given account (not of all accounts), as of `now`: one grouped pass."""
     ids = sorted(set(account_ids))
-    query = every_scope_query(now).where(Email.account_id.in_(ids))
+    tables = tables_of(session)
+    query = every_scope_query(tables, now).where(tables.accounts_filter(ids))
     rows = session.connection().execute(query)
     categories = load_categories(session)
     return fold_counts(rows, categories, max_breakdown, include=ids)
 
 
-def streamed_every_scope_query(now: datetime) -> Select[int, int | None, int, int, int, int, int]:
+def streamed_every_scope_query(
+    tables: MappedTables, now: datetime
+) -> Select[int | None, int | None, int, int, int, int, int]:
     """`every_scope_query` in account order, fetched `STREAM_ROWS` at a time (a server-side
     cursor on PostgreSQL): what `stream_every_scope` reads."""
-    query = every_scope_query(now).order_by(Email.account_id)
+    query = every_scope_query(tables, now)
+    if tables.account is not None:
+        query = query.order_by(tables.account)
     return query.execution_options(yield_per=STREAM_ROWS)
 
 
 def every_scope_query(
-    now: datetime | ColumnElement[datetime],
-) -> Select[int, int | None, int, int, int, int, int]:
-    """Counts per (account, category): `account_id`, then the columns of `counts_query`."""
-    counts = counts_query(now)
-    query = select(Email.account_id, *counts.selected_columns)
-    return query.group_by(Email.account_id, Email.category_id)
+    tables: MappedTables, now: datetime | ColumnElement[datetime]
+) -> Select[int | None, int | None, int, int, int, int, int]:
+    """Counts per (account, category): the account, then the columns of `counts_query`.
+
+    Single-tenant (no account column), the account is NULL: one scope, all accounts.
+    """
+    counts = counts_query(tables, now)
+    if tables.account is None:
+        query = counts.with_only_columns(null(), *counts.selected_columns)
+        return query.group_by(tables.category)
+    query = counts.with_only_columns(tables.account, *counts.selected_columns)
+    return query.group_by(tables.account, tables.category)
 
 
 def load_categories(session: Session) -> dict[int, str]:
     """Category id -> name, for the whole shared taxonomy."""
-    return {cid: name for cid, name in session.execute(select(Category.id, Category.name))}
+    tables = tables_of(session)
+    query = select(tables.category_id, tables.category_name)
+    return {cid: name for cid, name in session.execute(query)}
 
 
 def counts_query(
-    now: datetime | ColumnElement[datetime],
+    tables: MappedTables, now: datetime | ColumnElement[datetime]
 ) -> Select[int | None, int, int, int, int, int]:
     """Counts per category with every counted condition as a FILTER; time bounds fixed once.
 
     `now` is a datetime, or a SQL expression such as `func.now()` for a stored query (a view).
     """
     week_start, previous_start = now - WEEK, now - 2 * WEEK
-    created = Email.created_at
-    return select(
-        Email.category_id,
+    created = tables.created_at
+    query = select(
+        tables.category,
         func.count(),
-        func.count().filter(Email.is_auto_labeled.is_(True)),
-        func.count().filter(Email.is_unread.is_(True)),
+        func.count().filter(tables.auto_labeled),
+        func.count().filter(tables.unread),
         func.count().filter(and_(created >= week_start, created < now)),
         func.count().filter(and_(created >= previous_start, created < week_start)),
     )
+    return query.select_from(tables.emails)

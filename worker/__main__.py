@@ -35,7 +35,7 @@ def main() -> int:
     if "REDIS_URL" not in os.environ and not embedded_redis.answers(DEFAULT_REDIS_URL):
         embedded = embedded_redis.start(port=6379)
         log.info("embedded_redis.started", url=DEFAULT_REDIS_URL)
-    if "DATABASE_URL" not in os.environ:
+    if "DATABASE_URL" not in os.environ and settings.schema_file is None:
         seed_demo(settings)
     celery = [sys.executable, "-m", "celery", "-A", "worker"]
     workers = [

@@ -7,15 +7,20 @@ from typing import Any
 import structlog
 from celery import Celery, signals
 from kombu.entity import Queue
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared.config import Settings
 from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL
-from shared.logging import configure_logging
+from shared.errors import SchemaError
+from shared.logging import configure_logging, get_logger, redact
 from shared.metrics import close_all
+from shared.schema.check import engine_for
 from worker.runtime import reset_runtime
 from worker.schedule import beat_config
 
 settings = Settings.from_env()
+log = get_logger(__name__)
+EXIT_SCHEMA = 2
 
 app = Celery("dashcache", include=["worker.tasks"])
 app.conf.update(
@@ -53,6 +58,24 @@ app.conf.update(
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     configure_logging(settings)
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _check_schema(**_: Any) -> None:
+    """Stop a worker or beat whose schema mapping does not fit the database.
+
+    A database that cannot be reached now only defers the check: each process checks again
+    when it opens its engine (a recompute then fails, logged, until the mapping fits).
+    """
+    try:
+        engine_for(settings).dispose()
+    except SchemaError as error:
+        configure_logging(settings)  # a worker sends worker_init before it sets up logging
+        log.error("schema.invalid", error=str(error))
+        raise SystemExit(EXIT_SCHEMA) from None
+    except SQLAlchemyError as error:
+        log.warning("schema.check_deferred", error=redact(f"{type(error).__name__}: {error}"))
 
 
 @signals.worker_process_init.connect

@@ -8,10 +8,10 @@ from functools import cache
 from sqlalchemy import Engine
 
 from shared.config import Settings
-from shared.db import make_engine
 from shared.events.publisher import EventPublisher
 from shared.keys import KeySchema
 from shared.metrics import Metrics, metrics_for
+from shared.schema.check import engine_for
 from shared.store import RedisStore, make_redis
 
 
@@ -34,7 +34,7 @@ def runtime() -> Runtime:
     keys = KeySchema(settings.key_prefix)
     store = RedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
     publisher = EventPublisher(settings, client=client)
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     return Runtime(settings, engine, store, publisher, metrics_for(settings))
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from shared import clock
 from shared.cli.observe import health, metrics, stats
+from shared.cli.schema import refuse_on_mapped_schema, schema
 from shared.cli.support import EXIT_DIFFERENT, friendly_errors
 from shared.config import Settings
 from shared.db import init_db, make_engine
@@ -24,6 +25,7 @@ from shared.logging import configure_logging, redact
 from shared.observe.verify import verify as verify_cache
 from shared.reader import DashboardReader
 from shared.recompute import recompute_every_scope, recompute_scope
+from shared.schema.check import engine_for
 from shared.store import RedisStore, make_redis
 
 
@@ -40,6 +42,7 @@ def main(ctx: click.Context) -> None:
 main.add_command(stats)
 main.add_command(health)
 main.add_command(metrics)
+main.add_command(schema)
 for command in entry_points(group="dashcache.commands"):
     main.add_command(command.load(), command.name)
 
@@ -54,6 +57,7 @@ def db() -> None:
 @friendly_errors
 def db_init(settings: Settings) -> None:
     """Create the emails and categories tables (idempotent)."""
+    refuse_on_mapped_schema(settings, "db init")
     engine = make_engine(settings.database_url)
     init_db(engine)
     click.echo(f"tables ready in {redact(settings.database_url)}")
@@ -73,6 +77,7 @@ def seed(
     """Add reproducible demo emails (creates the tables first if missing)."""
     from shared.seed import SeedPlan, seed_database
 
+    refuse_on_mapped_schema(settings, "seed")
     plan = SeedPlan(emails, categories, accounts, days, seed_value)
     engine = make_engine(settings.database_url)
     init_db(engine)
@@ -171,4 +176,4 @@ def _worker_connections(settings: Settings) -> tuple[Engine, RedisStore]:
     client = make_redis(settings.redis_url, max(settings.redis_timeout_seconds, 5.0))
     keys = KeySchema(settings.key_prefix)
     store = RedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
-    return make_engine(settings.database_url), store
+    return engine_for(settings), store

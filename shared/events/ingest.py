@@ -18,9 +18,9 @@ def ingest(payload: object, publisher: EventPublisher) -> int:
     """Publish a wire-form batch; return the events accepted (0 when the batch was rejected)."""
     try:
         events = decode_batch(payload, publisher.settings.event_max_batch)
+        publisher.publish_many(events)
     except InvalidEvent as error:
         dead_letter(publisher.client, KeySchema(publisher.settings.key_prefix), payload, error)
         publisher.metrics.record_event("dead_lettered")
         return 0
-    publisher.publish_many(events)
     return len(events)

@@ -15,9 +15,11 @@ from shared.config import Settings
 from shared.dispatch import RECOMPUTE_TARGETS, TaskSender
 from shared.events.coalesce import Coalescer, Run, run_scope
 from shared.events.targeting import Target, targets_of, targets_of_all
+from shared.events.tenancy import check_tenancy
 from shared.events.types import Event, check_event
 from shared.keys import KeySchema
 from shared.metrics import metrics_for
+from shared.schema.mapping import load_mapping
 from shared.store import make_redis
 
 
@@ -35,6 +37,7 @@ class EventPublisher:
         self.sender = sender or TaskSender(settings)
         self.coalescer = Coalescer(self.client, KeySchema(settings.key_prefix), settings)
         self.metrics = metrics_for(settings)
+        self.multi_tenant = load_mapping(settings.schema_file).multi_tenant
 
     def publish(self, event: Event) -> list[Run]:
         """Publish one event; return the runs it caused (empty when its keys were pending)."""
@@ -43,9 +46,11 @@ class EventPublisher:
     def publish_many(self, events: Iterable[Event]) -> list[Run]:
         """Publish a batch (one transaction's events): one mark for all of its keys.
 
-        Anything that is not an event raises `InvalidEvent` before anything is sent.
+        Anything that is not an event, or an event that does not fit the tenancy, raises
+        `InvalidEvent` before anything is sent.
         """
         batch = [check_event(event) for event in events]
+        check_tenancy(batch, self.multi_tenant)
         runs = self.coalescer.mark(targets_of_all(batch))
         self.send_runs(runs)
         self._count(batch, runs)

@@ -2,11 +2,14 @@
 
     track_mutations(SessionFactory)          # once, at start-up
 
-Every `Email` / `Category` insert, update and delete flushed by those sessions is collected
-(before values from attribute history, or read before the flush for deletes) and published as
-one batch right after the transaction commits. A rollback publishes nothing; events of a rolled
-back savepoint are kept (an extra event only costs a recompute, a missing one a stale value).
-Moving an email to another account publishes a delete and a create.
+Every insert, update and delete of an email or a category flushed by those sessions is collected
+and published as one batch right after the transaction commits. Emails and categories are the
+objects of any mapped class of the schema mapping's tables (`mapped_classes.py`): the demo
+models, or the host's own classes. Old values come from attribute history; one set on an
+expired attribute (after a commit) is read from the row before the flush writes it.
+A rollback publishes nothing; events of a rolled back savepoint are kept (an extra event only
+costs a recompute, a missing one a stale value). Moving an email to another account publishes
+a delete and a create. Single-tenant (no account column), events carry no account.
 
 Not seen: bulk `update()` / `delete()` / `insert()` statements and raw SQL. Whoever runs them
 publishes the matching events (`shared.events.publish_many`) after committing.
@@ -17,28 +20,29 @@ is committed, and the schedule refreshes the values within one period.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from functools import cache
 from typing import Any
 
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from shared.config import Settings
 from shared.errors import InvalidEvent
+from shared.events.mapped_classes import EMAIL_ROLES, EmailClass, MappedClass, MappedClasses
 from shared.events.publisher import publish_many as default_publish_many
 from shared.events.types import (
     CategoriesChanged,
     CategoryChange,
     EmailCreated,
     EmailDeleted,
-    EmailRow,
     EmailUpdated,
     Event,
 )
 from shared.logging import get_logger
-from shared.models import Category, Email
+from shared.schema.mapping import SchemaMapping, load_mapping
+from shared.schema.tables import build_tables
 
-COUNTED = ("category_id", "is_unread", "is_auto_labeled", "created_at")
 _PENDING = "dashcache.events"
+_FETCHED = "dashcache.old_rows"
 
 log = get_logger(__name__)
 
@@ -46,24 +50,42 @@ Publish = Callable[[list[Event]], object]
 SessionFactory = sessionmaker[Session] | type[Session]
 
 
-def track_mutations(session_factory: SessionFactory, publish: Publish | None = None) -> None:
-    """Publish the events of every transaction committed by sessions of `session_factory`."""
+def track_mutations(
+    session_factory: SessionFactory,
+    publish: Publish | None = None,
+    mapping: SchemaMapping | None = None,
+) -> None:
+    """Publish the events of every transaction committed by sessions of `session_factory`.
+
+    `mapping` defaults to the one DASHCACHE_SCHEMA_FILE names (the demo schema without it).
+    """
     send = publish or default_publish_many
-    _load_old_values_on_set()
+    classes = MappedClasses(build_tables(mapping or load_mapping(Settings.from_env().schema_file)))
 
     def before_flush(session: Session, _context: object, _instances: object) -> None:
         pending = session.info.setdefault(_PENDING, [])
+        fetched = session.info.setdefault(_FETCHED, {})
         for obj in session.deleted:
-            if isinstance(obj, Email):
-                pending.append(EmailDeleted(obj.account_id, obj.id, _row(obj, old=True)))
-            elif isinstance(obj, Category):
-                pending.append(CategoriesChanged((obj.id,), CategoryChange.DELETED))
+            mapped = classes.of(obj)
+            if isinstance(mapped, EmailClass):
+                email_id, account = (mapped.value(obj, r, old=True) for r in ("id", "account"))
+                pending.append(EmailDeleted(account, email_id, mapped.row(obj, old=True)))
+            elif mapped is not None:
+                category_id = mapped.value(obj, "id", old=True)
+                pending.append(CategoriesChanged((category_id,), CategoryChange.DELETED))
+        for obj in session.dirty:
+            mapped = classes.of(obj)
+            if mapped is not None:
+                roles = EMAIL_ROLES if isinstance(mapped, EmailClass) else ("name",)
+                fetched[id(obj)] = mapped.fetch(session, obj, mapped.unknown_old(obj, roles))
 
     def after_flush(session: Session, _context: object) -> None:
         pending = session.info.setdefault(_PENDING, [])
+        fetched = session.info.pop(_FETCHED, {})
+        dirty = sorted((obj for obj in session.dirty if session.is_modified(obj)), key=_identity)
         try:
-            pending.extend(_created(session.new))
-            pending.extend(_updated(obj for obj in session.dirty if session.is_modified(obj)))
+            pending.extend(_created(classes, session.new))
+            pending.extend(_updated(classes, dirty, fetched))
         except InvalidEvent as error:  # never fail the host's flush; the schedule heals
             log.error("event.rejected", field=error.field, reason=str(error))
 
@@ -79,6 +101,7 @@ def track_mutations(session_factory: SessionFactory, publish: Publish | None = N
     def after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
         if transaction.parent is None:
             session.info.pop(_PENDING, None)
+            session.info.pop(_FETCHED, None)
 
     event.listen(session_factory, "before_flush", before_flush)
     event.listen(session_factory, "after_flush", after_flush)
@@ -86,61 +109,42 @@ def track_mutations(session_factory: SessionFactory, publish: Publish | None = N
     event.listen(session_factory, "after_transaction_end", after_transaction_end)
 
 
-def _created(objects: Iterable[Any]) -> Iterable[Event]:
+def _identity(obj: object) -> tuple[str, tuple[Any, ...]]:
+    """Orders updates by class and primary key (the session keeps dirty objects in a set)."""
+    state = inspect(obj)
+    return type(obj).__name__, tuple(state.identity or ())
+
+
+def _created(classes: MappedClasses, objects: Iterable[Any]) -> Iterable[Event]:
     categories = []
     for obj in objects:
-        if isinstance(obj, Email):
-            yield EmailCreated(obj.account_id, obj.id, _row(obj, old=False))
-        elif isinstance(obj, Category):
-            categories.append(obj.id)
+        mapped = classes.of(obj)
+        if isinstance(mapped, EmailClass):
+            email_id, account = (mapped.value(obj, role) for role in ("id", "account"))
+            yield EmailCreated(account, email_id, mapped.row(obj))
+        elif mapped is not None:
+            categories.append(mapped.value(obj, "id"))
     if categories:
         yield CategoriesChanged(tuple(categories), CategoryChange.CREATED)
 
 
-def _updated(objects: Iterable[Any]) -> Iterable[Event]:
+def _updated(
+    classes: MappedClasses, objects: Iterable[Any], fetched: dict[int, dict[str, Any]]
+) -> Iterable[Event]:
     renamed = []
     for obj in objects:
-        if isinstance(obj, Email):
-            before, after = _row(obj, old=True), _row(obj, old=False)
-            old_account = _value(obj, "account_id", old=True)
-            if old_account != obj.account_id:
-                yield EmailDeleted(old_account, obj.id, before)
-                yield EmailCreated(obj.account_id, obj.id, after)
+        mapped: MappedClass | None = classes.of(obj)
+        old = fetched.get(id(obj), {})
+        if isinstance(mapped, EmailClass):
+            email_id, account = mapped.value(obj, "id"), mapped.value(obj, "account")
+            before, after = mapped.row(obj, True, old), mapped.row(obj)
+            old_account = mapped.value(obj, "account", True, old)
+            if old_account != account:
+                yield EmailDeleted(old_account, email_id, before)
+                yield EmailCreated(account, email_id, after)
             elif before != after:
-                yield EmailUpdated(obj.account_id, obj.id, before, after)
-        elif isinstance(obj, Category) and _value(obj, "name", old=True) != obj.name:
-            renamed.append(obj.id)
+                yield EmailUpdated(account, email_id, before, after)
+        elif mapped is not None and mapped.changed(obj, "name", old):
+            renamed.append(mapped.value(obj, "id"))
     if renamed:
         yield CategoriesChanged(tuple(renamed), CategoryChange.RENAMED)
-
-
-def _row(obj: Email, old: bool) -> EmailRow:
-    category_id, is_unread, is_auto_labeled, created_at = (
-        _value(obj, name, old) for name in COUNTED
-    )
-    # The flags as the database stored them: a host may have set 1 or 0.
-    return EmailRow(category_id, bool(is_unread), bool(is_auto_labeled), created_at)
-
-
-def _value(obj: object, name: str, old: bool) -> Any:
-    """An attribute's value before the pending change (`old`) or after it."""
-    history = inspect(obj).attrs[name].history
-    if old and history.deleted:
-        return history.deleted[0]
-    if not old and history.added:
-        return history.added[0]
-    if history.unchanged:
-        return history.unchanged[0]
-    return getattr(obj, name)
-
-
-@cache
-def _load_old_values_on_set() -> None:
-    """Make SQLAlchemy load an expired attribute's old value when it is set, so history has it."""
-    attributes = [getattr(Email, name) for name in (*COUNTED, "account_id")] + [Category.name]
-    for attribute in attributes:
-        event.listen(attribute, "set", _keep, active_history=True)
-
-
-def _keep(_target: object, _value: object, _old: object, _initiator: object) -> None:
-    """Listens only so that the old value is loaded (`active_history`)."""

@@ -18,6 +18,10 @@ the culprit, e.g. `events[3].after.is_unread`.
 The Python constructors check the same rules with the same messages, the field named from the
 event (`after.is_unread`), so what `decode_event` would reject can never be published either:
 the decoder builds its events through those constructors and only adds the location.
+
+A single-tenant app (no account column in the schema mapping) has no accounts: its email events
+leave `account_id` out (null reads the same; None in the types). A multi-tenant deployment
+rejects such an event when it is published, as a single-tenant one rejects an account id.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ class EmailRow:
 class EmailCreated:
     """An email was inserted."""
 
-    account_id: int
+    account_id: int | None
     email_id: int
     after: EmailRow
 
@@ -62,7 +66,7 @@ class EmailCreated:
 class EmailUpdated:
     """An email's counted fields may have changed (it stayed in the same account)."""
 
-    account_id: int
+    account_id: int | None
     email_id: int
     before: EmailRow
     after: EmailRow
@@ -75,7 +79,7 @@ class EmailUpdated:
 class EmailDeleted:
     """An email was deleted."""
 
-    account_id: int
+    account_id: int | None
     email_id: int
     before: EmailRow
 
@@ -136,7 +140,9 @@ def encode_event(event: Event) -> dict[str, Any]:
     if isinstance(event, CategoriesChanged):
         body.update(change=event.change.value, category_ids=list(event.category_ids))
         return body
-    body.update(account_id=event.account_id, email_id=event.email_id)
+    if event.account_id is not None:
+        body["account_id"] = event.account_id
+    body["email_id"] = event.email_id
     if isinstance(event, EmailUpdated | EmailDeleted):
         body["before"] = _encode_row(event.before)
     if isinstance(event, EmailCreated | EmailUpdated):
@@ -182,7 +188,8 @@ def _decode(body: Mapping[str, Any]) -> Event:
         return CategoriesChanged(tuple(ids), CategoryChange(change))
     if kind not in ("email.created", "email.updated", "email.deleted"):
         raise InvalidEvent(f"type is not an event type: {kind!r}", field="type")
-    account_id = check_id(body.get("account_id"), "account_id")
+    raw_account = body.get("account_id")
+    account_id = None if raw_account is None else check_id(raw_account, "account_id")
     email_id = check_id(body.get("email_id"), "email_id")
     if kind == "email.created":
         return EmailCreated(account_id, email_id, _decode_row(body, "after"))
@@ -215,7 +222,8 @@ def _decode_row(body: Mapping[str, Any], name: str) -> EmailRow:
 
 
 def _check_email_event(account_id: object, email_id: object, **rows: object) -> None:
-    check_id(account_id, "account_id")
+    if account_id is not None:  # single-tenant: no account (publish checks the tenancy)
+        check_id(account_id, "account_id")
     check_id(email_id, "email_id")
     for name, row in rows.items():
         _check_row(row, name)

@@ -32,8 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.config import Settings
-from shared.db import make_engine
-from shared.keys import KeySchema, Kind, Scope, check_account_id, check_read_options
+from shared.keys import KeySchema, Kind, Scope, check_read_options
 from shared.metrics import Metrics, RecomputeOutcome, metrics_for
 from shared.reader.async_inflight import InFlight
 from shared.reader.async_redis_health import AsyncRedisHealth
@@ -42,12 +41,14 @@ from shared.reader.async_singleflight import AsyncSingleFlight
 from shared.reader.async_slots import AsyncComputeSlots
 from shared.reader.async_store import AsyncRedisStore, make_async_redis
 from shared.reader.breaker import CircuitBreaker
+from shared.reader.database import is_single_tenant, reader_engine
 from shared.reader.rules import (
     LOG_INTERVAL_SECONDS,
     DashboardValue,
     Found,
     breakdown_value,
     check_limit,
+    check_scope,
     computed,
     database_failed,
     redis_down_error,
@@ -72,6 +73,7 @@ class AsyncDashboardReader:
         self.store = store
         self.client = store.client
         self.engine = engine
+        self._single_tenant = is_single_tenant(engine)
         self.metrics = metrics
         self.outages = ThrottledLog(__name__, LOG_INTERVAL_SECONDS)
         breaker = breaker or CircuitBreaker(
@@ -95,11 +97,15 @@ class AsyncDashboardReader:
     def from_settings(
         cls, settings: Settings, breaker: CircuitBreaker | None = None
     ) -> AsyncDashboardReader:
-        """A reader with its own Redis client and database engine, both with short timeouts."""
+        """A reader with its own Redis client and database engine, both with short timeouts.
+
+        A schema mapping is checked against the database here, once (a blocking call: make the
+        reader at import or in a lifespan, not per request).
+        """
         client = make_async_redis(settings.redis_url, settings.redis_timeout_seconds)
         keys = KeySchema(settings.key_prefix)
         store = AsyncRedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
-        engine = make_engine(settings.database_url, timeout_seconds=settings.db_timeout_seconds)
+        engine = reader_engine(settings)
         return cls(settings, store, engine, metrics_for(settings), breaker)
 
     async def get_aggregates(
@@ -110,7 +116,7 @@ class AsyncDashboardReader:
         `fresh=True` computes from the database now; `max_age` (seconds) treats an older cached
         value as missing.
         """
-        account_id = check_account_id(account_id)
+        account_id = check_scope(account_id, self._single_tenant)
         return DashboardValue(*await self._read(Kind.AGGREGATES, account_id, fresh, max_age))
 
     async def get_category_breakdown(
@@ -123,7 +129,7 @@ class AsyncDashboardReader:
     ) -> DashboardValue:
         """The top `limit` categories of a scope: name -> count, by count desc then name."""
         limit = check_limit(limit, self.settings.max_breakdown)
-        account_id = check_account_id(account_id)
+        account_id = check_scope(account_id, self._single_tenant)
         return breakdown_value(await self._read(Kind.BREAKDOWN, account_id, fresh, max_age), limit)
 
     async def aclose(self) -> None:

@@ -12,10 +12,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared import clock
 from shared.errors import CacheUnavailable, DashboardUnavailable, InvalidArgument
-from shared.keys import Kind, Scope, scope_token
+from shared.keys import Kind, Scope, check_account_id, scope_token
 from shared.metrics import Metrics, RecomputeOutcome
 from shared.reader.throttle import ThrottledLog
 from shared.recompute import RecomputeResult
+from shared.schema.tables import single_tenant_problem
 from shared.store import decode_envelope
 
 Source = Literal["cache", "fallback", "fresh"]
@@ -45,6 +46,13 @@ class DashboardValue:
 
 Found = tuple[Any, datetime, int, float, Source, bool]
 """What a read found, in DashboardValue's field order (a tuple: cheap on the hit path)."""
+
+
+def check_scope(account_id: object, single_tenant: bool) -> Scope:
+    """A valid scope of this deployment; a single-tenant one (no account column) has None only."""
+    if single_tenant and account_id is not None:
+        raise InvalidArgument(single_tenant_problem(account_id))
+    return check_account_id(account_id)
 
 
 def check_limit(limit: object, maximum: int) -> int:

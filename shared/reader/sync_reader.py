@@ -36,10 +36,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.config import Settings
-from shared.db import make_engine
-from shared.keys import KeySchema, Kind, Scope, check_account_id, check_read_options
+from shared.keys import KeySchema, Kind, Scope, check_read_options
 from shared.metrics import Metrics, RecomputeOutcome, metrics_for
 from shared.reader.breaker import CircuitBreaker
+from shared.reader.database import is_single_tenant, reader_engine
 from shared.reader.redis_health import RedisHealth
 from shared.reader.refresh import RefreshRequester
 from shared.reader.rules import (
@@ -49,6 +49,7 @@ from shared.reader.rules import (
     Source,
     breakdown_value,
     check_limit,
+    check_scope,
     computed,
     database_failed,
     redis_down_error,
@@ -88,6 +89,7 @@ class DashboardReader:
         self.refresher = RefreshRequester(settings, store.client, store.keys)
         self._ttl = settings.ttl_seconds
         self._soft_age = settings.soft_age
+        self._single_tenant = is_single_tenant(engine)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardReader:
@@ -98,11 +100,15 @@ class DashboardReader:
     def from_settings(
         cls, settings: Settings, breaker: CircuitBreaker | None = None
     ) -> DashboardReader:
-        """A reader with its own Redis client and database engine, both with short timeouts."""
+        """A reader with its own Redis client and database engine, both with short timeouts.
+
+        A schema mapping (DASHCACHE_SCHEMA_FILE) is checked against the database here
+        (`shared.reader.database.reader_engine`).
+        """
+        engine = reader_engine(settings)
         client = make_redis(settings.redis_url, settings.redis_timeout_seconds, False)
         keys = KeySchema(settings.key_prefix)
         store = RedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
-        engine = make_engine(settings.database_url, timeout_seconds=settings.db_timeout_seconds)
         return cls(settings, store, engine, metrics_for(settings), breaker)
 
     def get_aggregates(
@@ -113,7 +119,7 @@ class DashboardReader:
         `fresh=True` computes from the database now; `max_age` (seconds) treats an older cached
         value as missing.
         """
-        account_id = check_account_id(account_id)
+        account_id = check_scope(account_id, self._single_tenant)
         return DashboardValue(*self._read(Kind.AGGREGATES, account_id, fresh, max_age))
 
     def get_category_breakdown(
@@ -126,7 +132,7 @@ class DashboardReader:
     ) -> DashboardValue:
         """The top `limit` categories of a scope: name -> count, by count desc then name."""
         limit = check_limit(limit, self.settings.max_breakdown)
-        account_id = check_account_id(account_id)
+        account_id = check_scope(account_id, self._single_tenant)
         return breakdown_value(self._read(Kind.BREAKDOWN, account_id, fresh, max_age), limit)
 
     def close(self) -> None:
