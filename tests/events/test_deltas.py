@@ -3,6 +3,7 @@ values without reading `emails`, exactly as a recompute would, whatever the inte
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -10,11 +11,12 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock
 from shared.config import Settings
+from shared.dispatch import WARM_ALL, TaskSender
 from shared.events import EmailCreated, EmailRow, EmailUpdated, Event, EventPublisher
 from shared.events import track_mutations
 from shared.keys import KeySchema, Kind, Scope
@@ -22,8 +24,10 @@ from shared.models import Category, Email
 from shared.reader import DashboardReader
 from shared.recompute import recompute_every_scope, recompute_scope
 from shared.store import RedisStore
+from tests.cli.test_cli import run
 from tests.eventing import envelope, markers, tracked_sessions, truth
 from tests.helpers import add_categories, count_queries
+from tests.processes import worker_process
 
 SCOPES: tuple[Scope, ...] = (1, 2, None)
 DAY = timedelta(days=1)
@@ -302,3 +306,42 @@ def test_sqlite_values_carry_no_state_and_events_recompute(
     assert not redis_client.exists(store.keys.state(Kind.AGGREGATES, 1))
     with sessionmaker(sqlite_engine).begin() as session:
         assert session.scalar(select(Email.id)) == 1
+
+
+def test_an_unpublished_mutation_is_counted_as_drift_and_repaired(
+    settings: Settings, pg: Engine, redis_client: redis.Redis, publisher: EventPublisher
+) -> None:
+    """With a real worker: a published change leaves the pass nothing to repair; a bulk update
+    nobody published is found by the next pass, logged with its key and fields, counted, and
+    repaired."""
+    add_categories(pg, ["work", "news"])
+    with sessionmaker(pg).begin() as session:
+        session.add_all([email(1, 1, 1), email(2, 2, 3)])
+    sessions = tracked_sessions(pg, publisher, deltas=True)
+    with worker_process(settings) as worker:
+        worker.wait_for("recompute.finished")
+        with sessions.begin() as session:
+            session.get_one(Email, 1).is_unread = False
+        send_pass(settings)
+        worker.lines_with("recompute.finished", 2)
+        assert not [line for line in worker.lines if "recompute.drift" in line]
+        with pg.begin() as conn:
+            conn.execute(update(Email).where(Email.account_id == 2).values(category_id=1))
+        send_pass(settings)
+        worker.wait_for("recompute.drift")
+        worker.lines_with("recompute.finished", 3)
+    drifted = [json.loads(line) for line in worker.lines if "recompute.drift" in line]
+    prefix = KeySchema(settings.key_prefix)
+    assert {(entry["key"], tuple(entry["fields"])) for entry in drifted} == {
+        (prefix.value(Kind.BREAKDOWN, 2), ("news", "work")),
+        (prefix.value(Kind.BREAKDOWN, None), ("news", "work")),
+    }
+    assert_exact(redis_client, settings, pg)
+    code, out, _ = run(settings, "stats", "--json")
+    assert json.loads(out)["drift"] == {"aggregates": 0, "breakdown": 2}
+
+
+def send_pass(settings: Settings) -> None:
+    sender = TaskSender(settings)
+    sender.send(WARM_ALL, [], settings.schedule_queue)
+    sender.close()
