@@ -36,7 +36,9 @@ WRITE_CHUNK = 256
 # it did not see may be gone; the stored value is newer). Deltas of the log its snapshot did not
 # see are applied again (and the value rendered from the state), the drift from the stored state
 # is returned, and the log is pruned of deltas every stored state of the scope sees.
-_FENCED_WRITE = LUA_LIBRARY + """
+_FENCED_WRITE = (
+    LUA_LIBRARY
+    + """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ttl = ARGV[1]
 local out = {}
@@ -114,6 +116,7 @@ for i = 3, #KEYS, 3 do
 end
 return out
 """
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
-from shared.events import EmailCreated, EmailDeleted, EmailUpdated, Event, EventPublisher
-from shared.events import track_mutations
+from shared.events import (
+    EmailCreated,
+    EmailDeleted,
+    EmailUpdated,
+    Event,
+    EventPublisher,
+    track_mutations,
+)
 from shared.events.coalesce import Run
 from shared.keys import KeySchema, Kind, Scope
 from shared.recompute import snapshot, to_data

@@ -25,7 +25,9 @@ SCOPES_PER_CALL = 200
 # KEYS: seq, then per scope: agg value, bd value, agg state, bd state, delta log.
 # ARGV: ttl, then per scope: entry count n, then n pairs (identity, `txid|before|after`).
 # Returns per scope {applied, duplicates, late, agg stale, bd stale}.
-_APPLY = LUA_LIBRARY + """
+_APPLY = (
+    LUA_LIBRARY
+    + """
 local seq = redis.call('GET', KEYS[1]) or '0'
 local kinds = {'agg', 'bd'}
 local out = {}
@@ -74,6 +76,7 @@ for k = 2, #KEYS, 5 do
 end
 return out
 """
+)
 
 
 @dataclass(slots=True)
@@ -95,12 +98,14 @@ class DeltaApplier:
         self.ttl_seconds = ttl_seconds
         self._apply = client.register_script(_APPLY)
 
-    def queue(self, deltas: Mapping[str, Sequence[tuple[str, str]]], pipe: redis.client.Pipeline) -> list[str]:
+    def queue(
+        self, deltas: Mapping[str, Sequence[tuple[str, str]]], pipe: redis.client.Pipeline
+    ) -> list[str]:
         """Queue the script calls of a batch on `pipe`; return the scope tokens, in reply order."""
         tokens = sorted(deltas)
         for start in range(0, len(tokens), SCOPES_PER_CALL):
             keys: list[str] = [self.keys.seq]
-            args: list[object] = [self.ttl_seconds]
+            args: list[str | int] = [self.ttl_seconds]
             for token in tokens[start : start + SCOPES_PER_CALL]:
                 scope = parse_scope_token(token)
                 keys += [

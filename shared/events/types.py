@@ -14,8 +14,9 @@ Wire form (one JSON object per event; a batch is a JSON array of them):
 Ids are integers from 0 to 2**63-1 (booleans are not ids); `created_at` is ISO-8601 with a UTC
 offset. `txid` (optional on email events, null or absent for none) is the PostgreSQL transaction
 id of the change (`SELECT pg_current_xact_id()` inside that transaction): an email event with one
-updates the cached counts by deltas (docs/deltas.md), one without is recomputed from the table. Fields not listed are ignored. Anything else raises `InvalidEvent` whose `field` names
-the culprit, e.g. `events[3].after.is_unread`.
+updates the cached counts by deltas (docs/deltas.md), one without is recomputed from the table.
+Fields not listed are ignored. Anything else raises `InvalidEvent` whose `field` names the
+culprit, e.g. `events[3].after.is_unread`.
 
 The Python constructors check the same rules with the same messages, the field named from the
 event (`after.is_unread`), so what `decode_event` would reject can never be published either:

@@ -17,8 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import clock
 from shared.config import Settings
 from shared.dispatch import WARM_ALL, TaskSender
-from shared.events import EmailCreated, EmailRow, EmailUpdated, Event, EventPublisher
-from shared.events import track_mutations
+from shared.events import (
+    EmailCreated,
+    EmailRow,
+    EmailUpdated,
+    Event,
+    EventPublisher,
+    track_mutations,
+)
 from shared.keys import KeySchema, Kind, Scope
 from shared.models import Category, Email
 from shared.reader import DashboardReader
@@ -338,6 +344,7 @@ def test_an_unpublished_mutation_is_counted_as_drift_and_repaired(
     }
     assert_exact(redis_client, settings, pg)
     code, out, _ = run(settings, "stats", "--json")
+    assert code == 0
     assert json.loads(out)["drift"] == {"aggregates": 0, "breakdown": 2}
 
 
