@@ -7,10 +7,15 @@ Creates a PostgreSQL database of its own, seeds it (`shared.seed`), starts a Cel
   commits; lag = from just before `commit()` until a Redis read (what a reader's hit does) shows
   the new `unread_count`, for the account's scope and for `all`. Each event waits for the
   previous one to settle, so every one is isolated.
+- rows of `emails` read by the cache per isolated event: PostgreSQL's own counters
+  (bench/pgstats.py: rows read but by primary key, which is how the producer addresses its
+  email), read once the worker's start-up pass is flushed and again after the isolated events,
+  waiting out the statistics' idle flush (10 s) each time; and the event recomputes they caused.
 - a burst: 10,000 emails of that account are updated in one transaction, then one event per
-  email is published, one `publish` call each, as fast as possible. Reported: time to publish,
-  event recomputes per key (from the worker's log), and time from the last publish until both
-  scopes hold the right value, no run is pending or running and the events queue is empty.
+  email (with that transaction's txid) is published, one `publish` call each, as fast as
+  possible. Reported: time to publish, event recomputes per key (from the worker's log), and
+  time from the last publish until both scopes hold the right value, no run is pending or
+  running and the events queue is empty.
 
 Redis comes from the environment (REDIS_URL) and is the broker too, so the queue length can be
 read; every key the run creates is deleted at the end, and the database is dropped.
@@ -39,6 +44,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from bench.database import bench_database
+from bench.pgstats import read_counters
 from bench.shutdown import exit_on_sigterm
 from shared.config import Settings
 from shared.events import EmailRow, EmailUpdated, EventPublisher, track_mutations
@@ -71,6 +77,10 @@ def running_worker(settings: Settings, log_path: Path) -> Iterator[Path]:
         worker.wait(30)
 
 
+STATS_FLUSH_SECONDS = 11.0
+"""An idle backend flushes its table statistics within 10 s (PostgreSQL 15)."""
+
+
 def wait(check: Callable[[], bool], timeout: float, pause: float = 0.001) -> float:
     """Poll until `check()` holds; return the monotonic time it did; raise on timeout."""
     deadline = time.monotonic() + timeout
@@ -100,14 +110,23 @@ def idle(store: RedisStore, settings: Settings) -> bool:
     return int(store.client.llen(settings.events_queue)) == 0
 
 
+def candidates(engine: Engine) -> list[int]:
+    """Ids of emails of the biggest account for the isolated events to flip."""
+    with engine.connect() as conn:
+        return list(conn.scalars(select(Email.id).where(Email.account_id == ACCOUNT).limit(5000)))
+
+
 def isolated_lags(
-    settings: Settings, engine: Engine, store: RedisStore, publisher: EventPublisher, count: int
+    settings: Settings,
+    engine: Engine,
+    store: RedisStore,
+    publisher: EventPublisher,
+    count: int,
+    ids: list[int],
 ) -> dict[str, list[float]]:
     """Commit -> visible lag (ms) of `count` isolated is_unread flips, per scope."""
     sessions = sessionmaker(engine, expire_on_commit=False)
     track_mutations(sessions, publisher.publish_many)
-    with engine.connect() as conn:
-        ids = conn.scalars(select(Email.id).where(Email.account_id == ACCOUNT).limit(5000)).all()
     lags: dict[str, list[float]] = {"account": [], "all": []}
     rng = random.Random(0)
     for _ in range(count):
@@ -145,13 +164,18 @@ def burst(
             .where(Email.id.in_([r[0] for r in rows]))
             .values(is_unread=~Email.is_unread)
         )
+        txid = int(conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one())
         truth = {
             scope: conn.scalar(select(func.count()).where(Email.is_unread.is_(True), *where))
             for scope, where in ((ACCOUNT, [Email.account_id == ACCOUNT]), (None, []))
         }
     events = [
         EmailUpdated(
-            ACCOUNT, r[0], EmailRow(r[1], r[2], r[3], r[4]), EmailRow(r[1], not r[2], r[3], r[4])
+            ACCOUNT,
+            r[0],
+            EmailRow(r[1], r[2], r[3], r[4]),
+            EmailRow(r[1], not r[2], r[3], r[4]),
+            txid=txid,
         )
         for r in rows
     ]
@@ -219,9 +243,17 @@ def main(emails: int, accounts: int, isolated: int, burst_size: int, pg_admin_ur
         publisher = EventPublisher(settings, client=client)
         try:
             with running_worker(settings, Path(tmp) / "worker.log") as log_path:
-                lags = isolated_lags(settings, engine, store, publisher, isolated)
                 wait(lambda: idle(store, settings), 60)
+                ids = candidates(engine)
+                time.sleep(STATS_FLUSH_SECONDS)
+                before = read_counters(engine)
+                start = len(log_path.read_text().splitlines())
+                lags = isolated_lags(settings, engine, store, publisher, isolated, ids)
+                wait(lambda: idle(store, settings), 60)
+                time.sleep(STATS_FLUSH_SECONDS)
+                rows_read = (read_counters(engine) - before).emails_rows_read
                 skip = len(log_path.read_text().splitlines())
+                isolated_runs = event_runs(log_path.read_text().splitlines()[start:skip])
                 result = burst(settings, engine, store, publisher, burst_size)
                 time.sleep(0.5)  # let the last run's log line reach the file
                 runs = event_runs(log_path.read_text().splitlines()[skip:])
@@ -236,6 +268,8 @@ def main(emails: int, accounts: int, isolated: int, burst_size: int, pg_admin_ur
         "isolated_events": isolated,
         "lag_account_scope": percentiles(lags["account"]),
         "lag_all_scope": percentiles(lags["all"]),
+        "emails_rows_read_per_event": round(rows_read / isolated, 1),
+        "isolated_recomputes_per_scope": dict(isolated_runs),
         "burst": {**result, "recomputes_per_scope": dict(runs)},
     }
     click.echo(json.dumps(report, indent=2))

@@ -36,6 +36,7 @@ ENV_NAMES = {
     "DASHCACHE_EVENT_DEBOUNCE_MS": "event_debounce_ms",
     "DASHCACHE_EVENT_MAX_WAIT_MS": "event_max_wait_ms",
     "DASHCACHE_EVENT_MAX_BATCH": "event_max_batch",
+    "DASHCACHE_PUBLISH_LINGER_MS": "publish_linger_ms",
     "DASHCACHE_SOFT_AGE_SECONDS": "soft_age_seconds",
     "DASHCACHE_METRICS_FLUSH_SECONDS": "metrics_flush_seconds",
     "DASHCACHE_WAIT_SECONDS": "wait_seconds",
@@ -69,6 +70,8 @@ class Settings:
     event_debounce_ms: int = 250
     event_max_wait_ms: int = 2000
     event_max_batch: int = 1000
+    publish_linger_ms: float = 2.0
+    """How long a single `publish` waits for others to join its batch."""
     soft_age_seconds: int | None = None
     """Age past which a value counts as stale; None means twice `refresh_seconds`."""
     metrics_flush_seconds: float = 1.0
@@ -134,6 +137,9 @@ class Settings:
                 env, "DASHCACHE_EVENT_MAX_WAIT_MS", 2000, int, _between(10, 600_000)
             ),
             event_max_batch=_get(env, "DASHCACHE_EVENT_MAX_BATCH", 1000, int, _between(1, 100_000)),
+            publish_linger_ms=_get(
+                env, "DASHCACHE_PUBLISH_LINGER_MS", 2.0, float, _between(0, 1000)
+            ),
             # Unset stays None (twice the refresh period); an explicit value must be >= 1.
             soft_age_seconds=_get(
                 env, "DASHCACHE_SOFT_AGE_SECONDS", 0, int, _between(1, 90 * 86400)

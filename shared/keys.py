@@ -7,6 +7,8 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 |--------------------|--------|------------------------------------------------------------|
 | `P:v1:agg:S`       | string | JSON envelope of the aggregates of scope S                 |
 | `P:v1:bd:S`        | string | JSON envelope of the category breakdown of scope S         |
+| `P:v1:state:K:S`   | string | JSON state of value K of S that deltas update (maintained.py) |
+| `P:v1:deltas:S`    | hash   | recent deltas of S, `txid:email_id` -> entry; `~` meta fields |
 | `P:v1:seq`         | string | generation counter; a computation takes a ticket first     |
 | `P:v1:scopes`      | set    | scope tokens that have been warmed                         |
 | `P:v1:lock:S`      | string | single-flight lock of a reader computing scope S (PX)      |
@@ -112,6 +114,14 @@ class KeySchema:
     def value(self, kind: Kind, account_id: Scope) -> str:
         """The key of one cached value."""
         return f"{self.prefix}:{SCHEMA}:{kind.value}:{scope_token(account_id)}"
+
+    def state(self, kind: Kind, account_id: Scope) -> str:
+        """The delta-maintained state beside one value (shared/maintained.py)."""
+        return f"{self.prefix}:{SCHEMA}:state:{kind.value}:{scope_token(account_id)}"
+
+    def deltas(self, account_id: Scope) -> str:
+        """The hash of a scope's recent deltas, by identity `txid:email_id`."""
+        return f"{self.prefix}:{SCHEMA}:deltas:{scope_token(account_id)}"
 
     @property
     def seq(self) -> str:

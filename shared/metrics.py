@@ -19,6 +19,7 @@ Hash fields of `P:v1:metrics` (label values in the sets below):
     recompute_seconds_sum:<trigger>         their total duration (float)
     fenced_writes:<trigger>                 values the generation fence rejected
     events:<event outcome>                  mutation events by what became of them
+    drift:<kind>                            values the scheduled pass found wrong and repaired
     last_scheduled_run                      unix time of the last successful scheduled run
 """
 
@@ -47,13 +48,20 @@ log = get_logger(__name__)
 ReadOutcome = Literal["hit", "miss", "fallback", "fresh", "stale", "error"]
 Trigger = Literal["schedule", "event", "fallback", "fresh"]
 RecomputeOutcome = Literal["written", "fenced", "error"]
-EventOutcome = Literal["received", "coalesced", "dead_lettered"]
+EventOutcome = Literal["received", "coalesced", "dead_lettered", "applied", "duplicate", "failed"]
 
 KIND_LABELS = {Kind.AGGREGATES: "aggregates", Kind.BREAKDOWN: "breakdown"}
 READ_OUTCOMES: tuple[ReadOutcome, ...] = ("hit", "miss", "fallback", "fresh", "stale", "error")
 TRIGGERS: tuple[Trigger, ...] = ("schedule", "event", "fallback", "fresh")
 RECOMPUTE_OUTCOMES: tuple[RecomputeOutcome, ...] = ("written", "fenced", "error")
-EVENT_OUTCOMES: tuple[EventOutcome, ...] = ("received", "coalesced", "dead_lettered")
+EVENT_OUTCOMES: tuple[EventOutcome, ...] = (
+    "received",
+    "coalesced",
+    "dead_lettered",
+    "applied",
+    "duplicate",
+    "failed",
+)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 """Upper bounds (seconds) of the recompute duration histogram; `inf` follows the last."""
 BUCKET_LABELS = (*(repr(bound) for bound in BUCKETS), "inf")
@@ -120,11 +128,16 @@ class Metrics:
             self._sums[f"recompute_seconds_sum:{trigger}"] += duration_s
             self._start_locked()
 
-    def record_event(self, outcome: EventOutcome) -> None:
-        """Count one mutation event by what became of it."""
+    def record_event(self, outcome: EventOutcome, count: int = 1) -> None:
+        """Count mutation events by what became of them."""
         if outcome not in EVENT_OUTCOMES:
             raise InvalidArgument(f"event outcome must be one of {EVENT_OUTCOMES}, got {outcome!r}")
-        self._add(f"events:{outcome}")
+        if count:
+            self._add(f"events:{outcome}", count)
+
+    def record_drift(self, kind: Kind, count: int = 1) -> None:
+        """Count values of `kind` the scheduled pass found wrong (and repaired)."""
+        self._add(f"drift:{KIND_LABELS[kind]}", count)
 
     def record_scheduled_run(self, finished_at: datetime) -> None:
         """Note a successful scheduled recompute (health checks how long ago the last one was)."""
@@ -176,11 +189,11 @@ class Metrics:
         self.flush()
         self.client.close()
 
-    def _add(self, field: str) -> None:
+    def _add(self, field: str, count: int = 1) -> None:
         if not self.enabled:
             return
         with self._lock:
-            self._counts[field] += 1
+            self._counts[field] += count
             self._start_locked()
 
     def _start_locked(self) -> None:

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from shared import clock
 from shared.keys import Kind, Scope
+from shared.maintained import state_json
+from shared.snapshots import Snapshot, current_snapshot
 from shared.stats import ScopeStats, compute_accounts, compute_scope, stream_every_scope
-from shared.store import Envelope, RedisStore, Write
+from shared.store import Drift, Envelope, RedisStore, Write, Written
 
 ALL_KINDS = (Kind.AGGREGATES, Kind.BREAKDOWN)
 
@@ -28,7 +30,9 @@ class RecomputeResult:
     """What one recompute produced and how much of it the fence let through.
 
     `stats` holds every scope computed, except after an every-scope pass: that one writes its
-    batches as they come and keeps none (`scopes` still counts them).
+    batches as they come and keeps none (`scopes` still counts them). `snapshot` is the
+    PostgreSQL snapshot it read (None on SQLite: its values are not delta-maintained); `drift`
+    the stored values its writes found wrong.
     """
 
     generation: int
@@ -37,6 +41,8 @@ class RecomputeResult:
     written: int
     fenced: int
     scopes: int
+    snapshot: Snapshot | None = None
+    drift: tuple[Drift, ...] = ()
 
     @property
     def outcome(self) -> Literal["written", "fenced"]:
@@ -47,15 +53,24 @@ class RecomputeResult:
         """The envelope this recompute produced for one key."""
         return Envelope(to_data(self.stats[account_id], kind), self.computed_at, self.generation)
 
+    def write(self, kind: Kind, account_id: Scope) -> Write:
+        """The fenced write of one key, with its delta state when read in a snapshot."""
+        state = None
+        if self.snapshot is not None:
+            stats = self.stats[account_id]
+            state = state_json(kind, stats, self.generation, self.computed_at, self.snapshot)
+        return Write(kind, account_id, self.envelope(kind, account_id), state)
+
     def writes(self, kinds: tuple[Kind, ...] = ALL_KINDS) -> list[Write]:
         """The fenced writes of the given kinds of every scope computed."""
-        return [
-            Write(kind, scope, self.envelope(kind, scope)) for scope in self.stats for kind in kinds
-        ]
+        return [self.write(kind, scope) for scope in self.stats for kind in kinds]
 
-    def with_flags(self, flags: list[bool]) -> RecomputeResult:
-        """This result counted: `flags` say, per write, whether the fence let it through."""
-        return replace(self, written=sum(flags), fenced=len(flags) - sum(flags))
+    def with_written(self, done: Written) -> RecomputeResult:
+        """This result counted: per write, whether the fence let it through, and the drift."""
+        flags = done.flags
+        return replace(
+            self, written=sum(flags), fenced=len(flags) - sum(flags), drift=tuple(done.drift)
+        )
 
 
 def to_data(stats: ScopeStats, kind: Kind) -> object:
@@ -101,14 +116,17 @@ def recompute_every_scope(
     now = clock.now()
     known = store.warmed_accounts()
     written = fenced = scopes = 0
+    drift: list[Drift] = []
     with snapshot(engine) as session:
+        seen = current_snapshot(session)
         for batch in stream_every_scope(session, now, max_breakdown, include=known):
-            computed = RecomputeResult(generation, now, batch, 0, 0, len(batch))
+            computed = RecomputeResult(generation, now, batch, 0, 0, len(batch), seen)
             part = write_result(store, computed, kinds)
             written += part.written
             fenced += part.fenced
             scopes += part.scopes
-    return RecomputeResult(generation, now, {}, written, fenced, scopes)
+            drift += part.drift
+    return RecomputeResult(generation, now, {}, written, fenced, scopes, seen, tuple(drift))
 
 
 def recompute_accounts(
@@ -121,15 +139,15 @@ def recompute_accounts(
     generation = store.take_ticket()
     now = clock.now()
     with snapshot(engine) as session:
+        seen = current_snapshot(session)
         stats = compute_accounts(session, kinds_by_account, now, max_breakdown)
-    result = RecomputeResult(generation, now, stats, 0, 0, len(stats))
+    result = RecomputeResult(generation, now, stats, 0, 0, len(stats), seen)
     writes = [
-        Write(kind, account_id, result.envelope(kind, account_id))
+        result.write(kind, account_id)
         for account_id, kinds in kinds_by_account.items()
         for kind in kinds
     ]
-    flags = store.write(writes)
-    return replace(result, written=sum(flags), fenced=len(flags) - sum(flags))
+    return result.with_written(store.write_checked(writes))
 
 
 def compute_unwritten(
@@ -142,12 +160,13 @@ def compute_unwritten(
     """
     now = clock.now()
     with snapshot(engine) as session:
+        seen = current_snapshot(session)
         stats = {account_id: compute_scope(session, account_id, now, max_breakdown)}
-    return RecomputeResult(generation, now, stats, written=0, fenced=0, scopes=1)
+    return RecomputeResult(generation, now, stats, written=0, fenced=0, scopes=1, snapshot=seen)
 
 
 def write_result(
     store: RedisStore, result: RecomputeResult, kinds: tuple[Kind, ...] = ALL_KINDS
 ) -> RecomputeResult:
     """Write the given kinds of every scope of `result` through the fence; count the outcome."""
-    return result.with_flags(store.write(result.writes(kinds)))
+    return result.with_written(store.write_checked(result.writes(kinds)))

@@ -53,10 +53,15 @@ class ScopeStats:
 
     `aggregates` is the JSON-ready aggregates dict; `breakdown` holds (category name, count)
     pairs ordered by count descending then name, every category included, cut to the maximum.
+    `counted` (the raw counts, every category's included), `taxonomy` ((id, name) by name) and
+    `limit` (the maximum) are what a delta-maintained state is built from.
     """
 
     aggregates: dict[str, Any]
     breakdown: list[tuple[str, int]] = field(default_factory=list)
+    counted: Tally | None = field(default=None, compare=False)
+    taxonomy: Sequence[tuple[int, str]] = field(default=(), compare=False)
+    limit: int = field(default=0, compare=False)
 
 
 def growth_percentage(this_week: int, previous_week: int) -> float:
@@ -138,6 +143,9 @@ class Folder:
         return ScopeStats(
             aggregates_from(counted.counts, len(self.by_name)),
             breakdown_from(counted.by_category, self.by_name, self.max_breakdown),
+            counted,
+            self.by_name,
+            self.max_breakdown,
         )
 
 

@@ -20,24 +20,34 @@ from redis.retry import Retry
 
 from shared.keys import KeySchema, Kind, Scope, parse_scope_token, scope_token
 from shared.logging import get_logger
+from shared.maintained import LUA_LIBRARY
 
 log = get_logger(__name__)
 
 WRITE_CHUNK = 256
 """Values written per script call."""
 
-# KEYS: seq, scopes, value keys...   ARGV: ttl, then (generation, payload, scope token) per key.
-# Returns 1 per key written, 0 per key fenced. A stored generation above the counter means the
-# counter was lost (Redis restarted with values restored): the write is accepted and the counter
-# raised past it, so ordering holds again from the next ticket on.
-FENCED_WRITE_SCRIPT = """
+# KEYS: seq, scopes, then per write: value, state, scope's delta log.   ARGV: ttl, then per write:
+# generation, payload, scope token, state JSON ('' without a snapshot), kind.
+# Returns per write {1 written or 0 fenced, drift fields}. A stored generation above the counter
+# means the counter was lost (Redis restarted with values restored): the write is accepted and
+# the counter raised past it, so ordering holds again from the next ticket on.
+# With a state: refused when its snapshot is older than what the delta log was pruned to (deltas
+# it did not see may be gone; the stored value is newer). Deltas of the log its snapshot did not
+# see are applied again (and the value rendered from the state), the drift from the stored state
+# is returned, and the log is pruned of deltas every stored state of the scope sees.
+FENCED_WRITE_SCRIPT = (
+    LUA_LIBRARY
+    + """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ttl = ARGV[1]
-local written = {}
-for i = 3, #KEYS do
-  local base = (i - 3) * 3 + 2
+local out = {}
+for i = 3, #KEYS, 3 do
+  local base = (i - 3) / 3 * 5 + 2
   local generation = tonumber(ARGV[base])
+  local payload, kind, state_raw = ARGV[base + 1], ARGV[base + 4], ARGV[base + 3]
   local accept = 1
+  local fields = {}
   local current = redis.call('GET', KEYS[i])
   if current then
     local stored = tonumber(string.match(current, '^{"generation":(%d+),'))
@@ -52,14 +62,61 @@ for i = 3, #KEYS do
       accept = 0
     end
   end
+  local log = KEYS[i + 2]
+  local s = nil
+  if accept == 1 and state_raw ~= '' then
+    s = open_state(state_raw, kind)
+    local old_raw = redis.call('GET', KEYS[i + 1])
+    local horizon = redis.call('HGET', log, '~h')
+    if horizon and old_raw and lt(s.snap[1], horizon) then accept = 0 end
+    if accept == 1 then
+      local entries = redis.call('HGETALL', log)
+      local changed = false
+      for j = 1, #entries, 2 do
+        if string.sub(entries[j], 1, 1) ~= '~' then
+          local txid, logged, before, after = parse_entry(entries[j + 1])
+          if not visible(s.snap, txid) then
+            if logged < generation and not lt(txid, s.snap[2]) then
+              redis.call('HDEL', log, entries[j])
+            elseif touches(kind, before, after) then
+              apply(s, kind, before, after)
+              changed = true
+            end
+          end
+        end
+      end
+      if changed then payload = render(s, kind) end
+      if old_raw then
+        local old = open_state(old_raw, kind)
+        if old then fields = drift(old, s, kind) end
+      end
+      redis.call('SET', KEYS[i + 1], close_state(s), 'EX', ttl)
+      redis.call('HSET', log, '~x:' .. kind, s.snap[1])
+      local marks = redis.call('HMGET', log, '~x:agg', '~x:bd')
+      if marks[1] and marks[2] then
+        local low = lt(marks[1], marks[2]) and marks[1] or marks[2]
+        if not horizon or lt(horizon, low) then
+          for j = 1, #entries, 2 do
+            local txid = string.match(entries[j + 1], '^(%d+)|')
+            if txid and lt(txid, low) then redis.call('HDEL', log, entries[j]) end
+          end
+          redis.call('HSET', log, '~h', low)
+        end
+      end
+      redis.call('EXPIRE', log, ttl)
+    end
+  elseif accept == 1 then
+    redis.call('DEL', KEYS[i + 1])
+  end
   if accept == 1 then
-    redis.call('SET', KEYS[i], ARGV[base + 1], 'EX', ttl)
+    redis.call('SET', KEYS[i], payload, 'EX', ttl)
     redis.call('SADD', KEYS[2], ARGV[base + 2])
   end
-  written[#written + 1] = accept
+  out[#out + 1] = {accept, fields}
 end
-return written
+return out
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +151,30 @@ def decode_envelope(raw: bytes) -> tuple[Any, datetime, int]:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One value to write through the fence."""
+    """One value to write through the fence; `state` (shared/maintained.py) when it was computed
+    in a PostgreSQL snapshot, so deltas can follow it."""
 
     kind: Kind
     account_id: Scope
     envelope: Envelope
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A stored value the write found wrong (fields that do not move with the clock)."""
+
+    kind: Kind
+    key: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a fenced write did: per write, whether it was stored; the drift it found."""
+
+    flags: list[bool]
+    drift: list[Drift]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +182,10 @@ class FencedWritePlan:
     """The fenced-write script calls for a batch of writes (pure: the sync and asyncio stores
     both run it). `indexes` are the writes within the size limit, in call order."""
 
-    count: int
+    writes: Sequence[Write]
     indexes: list[int]
     calls: list[tuple[list[str], list[Any]]]
+    keys: KeySchema
 
     @classmethod
     def of(
@@ -126,18 +203,29 @@ class FencedWritePlan:
             args: list[Any] = [ttl]
             for index, payload in accepted[start : start + WRITE_CHUNK]:
                 item = writes[index]
-                chunk_keys.append(keys.value(item.kind, item.account_id))
-                args += [item.envelope.generation, payload, scope_token(item.account_id)]
+                chunk_keys += [
+                    keys.value(item.kind, item.account_id),
+                    keys.state(item.kind, item.account_id),
+                    keys.deltas(item.account_id),
+                ]
+                token = scope_token(item.account_id)
+                args += [item.envelope.generation, payload, token, item.state or "", item.kind]
             calls.append((chunk_keys, args))
-        return cls(len(writes), [index for index, _ in accepted], calls)
+        return cls(writes, [index for index, _ in accepted], calls, keys)
 
-    def flags(self, replies: Sequence[Sequence[int]]) -> list[bool]:
-        """Per write, True if stored, from the script's replies (one list per call)."""
-        flags = [False] * self.count
-        stored = (bool(flag) for reply in replies for flag in reply)
-        for index, flag in zip(self.indexes, stored, strict=True):
-            flags[index] = flag
-        return flags
+    def written(self, replies: Sequence[Sequence[Any]]) -> Written:
+        """Per write, whether it was stored, and the drift found, from the script's replies
+        (one list per call)."""
+        flags = [False] * len(self.writes)
+        drift: list[Drift] = []
+        per_write = (reply for chunk in replies for reply in chunk)
+        for index, (flag, fields) in zip(self.indexes, per_write, strict=True):
+            flags[index] = bool(flag)
+            if fields:
+                item = self.writes[index]
+                key = self.keys.value(item.kind, item.account_id)
+                drift.append(Drift(item.kind, key, tuple(_field_name(raw) for raw in fields)))
+        return Written(flags, drift)
 
 
 def _payloads(
@@ -207,6 +295,11 @@ class RedisStore:
     def write(self, writes: Sequence[Write]) -> list[bool]:
         """Write through the fence; per write, True if stored, False if a newer value won or
         the value is larger than `max_value_bytes` (refused and logged as `store.value_too_large`).
+        """
+        return self.write_checked(writes).flags
+
+    def write_checked(self, writes: Sequence[Write]) -> Written:
+        """`write`, also returning the stored values it found drifted from what it wrote.
 
         Large batches go in chunks, pipelined, so no single script blocks Redis for long.
         """
@@ -214,10 +307,16 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for keys, args in plan.calls:
             self._fenced_write(keys=keys, args=args, client=pipe)
-        return plan.flags(pipe.execute())
+        return plan.written(pipe.execute())
 
     def warmed_accounts(self) -> list[int]:
         """Account ids whose scopes have been written before."""
         tokens: set[bytes] = self.client.smembers(self.keys.scopes)  # type: ignore[assignment]
         scopes = (parse_scope_token(token.decode()) for token in tokens)
         return sorted(scope for scope in scopes if scope is not None)
+
+
+def _field_name(raw: bytes) -> str:
+    """A drift field from the script: an aggregates field, or a category's name as JSON."""
+    text = raw.decode()
+    return str(json.loads(text)) if text.startswith('"') else text

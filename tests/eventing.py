@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 import redis
@@ -11,7 +12,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
-from shared.events import EventPublisher, track_mutations
+from shared.events import (
+    EmailCreated,
+    EmailDeleted,
+    EmailUpdated,
+    Event,
+    EventPublisher,
+    track_mutations,
+)
 from shared.events.coalesce import Run
 from shared.keys import KeySchema, Kind, Scope
 from shared.recompute import snapshot, to_data
@@ -19,13 +27,32 @@ from shared.stats import compute_scope
 
 
 def tracked_sessions(
-    engine: Engine, publisher: EventPublisher, runs: list[list[Run]] | None = None
+    engine: Engine,
+    publisher: EventPublisher,
+    runs: list[list[Run]] | None = None,
+    deltas: bool = False,
 ) -> sessionmaker[Session]:
-    """Sessions whose commits publish through `publisher`; each commit's runs go to `runs`."""
+    """Sessions whose commits publish through `publisher`; each commit's runs go to `runs`.
+
+    Without `deltas` the events lose their txid, so they take the recompute path under test.
+    """
     sent = [] if runs is None else runs
     factory = sessionmaker(engine, expire_on_commit=False)
-    track_mutations(factory, lambda events: sent.append(publisher.publish_many(events)))
+
+    def publish(events: list[Event]) -> None:
+        if not deltas:
+            events = [without_txid(event) for event in events]
+        sent.append(publisher.publish_many(events))
+
+    track_mutations(factory, publish)
     return factory
+
+
+def without_txid(event: Event) -> Event:
+    """The event as a producer without transaction ids sends it."""
+    if isinstance(event, EmailCreated | EmailUpdated | EmailDeleted):
+        return replace(event, txid=None)
+    return event
 
 
 def run_starts(lines: Iterable[str]) -> dict[tuple[str, str], list[int]]:

@@ -1,6 +1,7 @@
-"""Randomized convergence: seeded rounds of mutations (some never published), scheduled and
-event recomputes, reader fallbacks and bypasses from several threads; afterwards every cached
-value equals the database's truth, by `dashcache verify` and by a brute-force count."""
+"""Randomized convergence: seeded rounds of mutations (some never published), deltas, scheduled
+and event recomputes, reader fallbacks and bypasses from several threads; afterwards every cached
+value equals the database's truth, by `dashcache verify` and by a brute-force count, and a quiet
+scheduled pass finds no drift."""
 
 from __future__ import annotations
 
@@ -146,6 +147,11 @@ def scheduled_pass_after(worker: Process, ticket: int) -> Callable[[], bool]:
     return check
 
 
+def drift_lines(worker: Process) -> int:
+    """How many values the worker's scheduled passes found wrong so far."""
+    return sum(1 for line in worker.lines if "recompute.drift" in line)
+
+
 def test_random_interleavings_converge_to_the_database(
     settings: Settings, pg: Engine, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -156,7 +162,7 @@ def test_random_interleavings_converge_to_the_database(
     with pg.begin() as conn:  # ids from the sequence, which the categories created later use
         conn.execute(insert(Category), [{"name": name} for name in ("work", "news", "social")])
     publisher = EventPublisher(fast)
-    factory = tracked_sessions(pg, publisher)
+    factory = tracked_sessions(pg, publisher, deltas=True)
     reader = DashboardReader.from_settings(fast)
     done: Counter[str] = Counter()
     try:
@@ -185,6 +191,10 @@ def test_random_interleavings_converge_to_the_database(
                 assert computed_since(redis_client, warmed_keys(redis_client, keys), quiet)
                 code, out, _ = run(fast, "verify")
                 assert code == 0, f"seed {seed}: {out}"
+                drifted = drift_lines(worker)
+                quiet_pass = scheduled_pass_after(worker, int(redis_client.incr(keys.seq)))
+                wait_until(quiet_pass, f"a quiet scheduled pass (seed {seed})", 30)
+                assert drift_lines(worker) == drifted, f"seed {seed}: drift in a quiet pass"
                 for scope in [None, *ACCOUNTS, cold, cold + 100]:
                     aggregates = reader.get_aggregates(scope)
                     breakdown = reader.get_category_breakdown(fast.max_breakdown, scope)
@@ -198,3 +208,6 @@ def test_random_interleavings_converge_to_the_database(
         publisher.close()
     assert done["checked"] == len(SEEDS)
     assert min(done[what] for what in ("bulk", "create", "fresh", "fallback")) > 0, done
+    assert publisher.metrics.flush()
+    code, out, _ = run(fast, "stats", "--json")
+    assert json.loads(out)["events"]["applied"] > 0

@@ -89,8 +89,10 @@ def test_events_received_coalesced_and_dead_lettered(
     row = EmailRow(1, True, False, NOW)
     publisher = EventPublisher(settings)
     publisher.publish(EmailCreated(5, 1, row))  # new runs for the accounts and for all
+    assert publisher.flush(10)
     publisher.publish_many([EmailCreated(5, 2, row), EmailCreated(6, 3, row)])  # a6 joins a5's
     publisher.publish(EmailUpdated(5, 1, row, row))  # changes no counted field: no run
+    assert publisher.flush(10)
     assert ingest([{"type": "email.archived"}], publisher) == 0
     assert publisher.metrics.flush()
     publisher.close()

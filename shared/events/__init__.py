@@ -3,15 +3,17 @@
     from shared.events import EmailRow, EmailUpdated, publish, track_mutations
 
     track_mutations(SessionFactory)      # publish every committed Email / Category change
-    publish(EmailUpdated(account_id, email_id, before=row, after=changed_row))
+    publish(EmailUpdated(account_id, email_id, before=row, after=changed_row, txid=txid))
+    flush()                              # wait until what `publish` queued was sent
 
-`publish` and `publish_many` mark the stale keys in Redis and send recomputes by task name to
-the events queue (`shared.events.publisher`); the keys each event dirties are in
-`shared.events.targeting`; the JSON wire form, for producers in other languages, is in
-`shared.events.types`.
+An email event with a `txid` updates the cached counts by deltas in Redis at publish time
+(`shared.events.deltas`, `shared.events.apply`); the others mark their stale keys and send
+recomputes by task name to the events queue (`shared.events.publisher`). The keys each event
+dirties are in `shared.events.targeting`; the JSON wire form, for producers in other languages,
+is in `shared.events.types`.
 """
 
-from shared.events.publisher import EventPublisher, publish, publish_many
+from shared.events.publisher import EventPublisher, flush, publish, publish_many
 from shared.events.tracking import track_mutations
 from shared.events.types import (
     CategoriesChanged,
@@ -38,6 +40,7 @@ __all__ = [
     "decode_batch",
     "decode_event",
     "encode_event",
+    "flush",
     "publish",
     "publish_many",
     "track_mutations",

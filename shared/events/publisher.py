@@ -1,7 +1,14 @@
-"""Publishing events: find the stale keys, mark them pending, send only the runs needed.
+"""Publishing events: deltas applied in Redis at once; the rest marked and recomputed.
 
-The common case (an event whose keys are already pending) costs one Redis round trip and puts
-nothing on the broker. Runs go by task name to the events queue, apart from the schedule.
+Email events with a `txid` update the cached values by deltas in one script call per batch
+(shared/events/apply.py): no broker, no worker, no read of the database. Category events and
+email events without a txid find their stale keys, mark them pending, and send only the runs
+needed (an event whose keys are already pending costs one round trip and nothing on the
+broker); runs go by task name to the events queue, apart from the schedule.
+
+`publish` returns at once: the event joins a background batch (shared/events/batching.py), so
+many single calls cost one round trip per batch. `flush()` waits until they were sent.
+`publish_many` sends its batch before returning.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ import redis
 
 from shared.config import Settings
 from shared.dispatch import RECOMPUTE_TARGETS, TaskSender
+from shared.events.apply import Applied, DeltaApplier
+from shared.events.batching import Batcher
 from shared.events.coalesce import Coalescer, Run, run_scope
+from shared.events.deltas import split
 from shared.events.targeting import Target, targets_of, targets_of_all
 from shared.events.tenancy import check_tenancy
 from shared.events.types import Event, check_event
@@ -24,7 +34,8 @@ from shared.store import make_redis
 
 
 class EventPublisher:
-    """Turns events into coalesced recomputes for one deployment; thread-safe, one per process."""
+    """Turns events into deltas and coalesced recomputes for one deployment; thread-safe, one
+    per process."""
 
     def __init__(
         self,
@@ -35,25 +46,46 @@ class EventPublisher:
         self.settings = settings
         self.client = client or make_redis(settings.redis_url, settings.redis_timeout_seconds)
         self.sender = sender or TaskSender(settings)
-        self.coalescer = Coalescer(self.client, KeySchema(settings.key_prefix), settings)
+        keys = KeySchema(settings.key_prefix)
+        self.coalescer = Coalescer(self.client, keys, settings)
+        self.applier = DeltaApplier(self.client, keys, settings.ttl_seconds)
         self.metrics = metrics_for(settings)
         self.multi_tenant = load_mapping(settings.schema_file).multi_tenant
+        self.batcher = Batcher(
+            self.publish_many,
+            lambda count: self.metrics.record_event("failed", count),
+            settings.publish_linger_ms / 1000,
+            settings.event_max_batch,
+        )
 
     def publish(self, event: Event) -> list[Run]:
-        """Publish one event; return the runs it caused (empty when its keys were pending)."""
-        return self.publish_many([event])
+        """Queue one event for the background batch; anything that is not an event, or does not
+        fit the tenancy, raises `InvalidEvent` here. Returns no runs: the batch sends them (see
+        `flush`)."""
+        event = check_event(event)
+        check_tenancy([event], self.multi_tenant)
+        self.batcher.add(event)
+        return []
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event `publish` queued so far was sent; False on timeout."""
+        return self.batcher.flush(timeout)
 
     def publish_many(self, events: Iterable[Event]) -> list[Run]:
-        """Publish a batch (one transaction's events): one mark for all of its keys.
+        """Publish a batch (one transaction's events) now: its deltas in one round trip, one mark
+        for the keys of the rest. Returns the runs it caused.
 
         Anything that is not an event, or an event that does not fit the tenancy, raises
         `InvalidEvent` before anything is sent.
         """
         batch = [check_event(event) for event in events]
         check_tenancy(batch, self.multi_tenant)
-        runs = self.coalescer.mark(targets_of_all(batch))
+        parted = split(batch)
+        applied = self._apply(parted.deltas)
+        targets = targets_of_all(parted.recompute) | applied.stale
+        runs = self.coalescer.mark(targets)
         self.send_runs(runs)
-        self._count(batch, runs)
+        self._count(parted.recompute, runs, parted.delta_events, applied)
         return runs
 
     def send_runs(self, runs: Iterable[Run]) -> None:
@@ -64,22 +96,33 @@ class EventPublisher:
                 RECOMPUTE_TARGETS, args, self.settings.events_queue, countdown=run.countdown
             )
 
-    def _count(self, batch: list[Event], runs: list[Run]) -> None:
-        """Count every event received, and as coalesced each that caused no run of its own.
+    def _apply(self, deltas: dict[str, list[tuple[str, str]]]) -> Applied:
+        if not deltas:
+            return Applied()
+        pipe = self.client.pipeline(transaction=False)
+        tokens = self.applier.queue(deltas, pipe)
+        return self.applier.outcome(tokens, pipe.execute())
+
+    def _count(self, batch: list[Event], runs: list[Run], deltas: int, applied: Applied) -> None:
+        """Count every event received; deltas applied and duplicates; and as coalesced each
+        recomputed event that caused no run of its own.
 
         A started target belongs to the first event of the batch that made it stale; an event
         left with none rode on a pending run or on an earlier event of its batch.
         """
+        self.metrics.record_event("received", len(batch) + deltas)
+        self.metrics.record_event("applied", applied.applied)
+        self.metrics.record_event("duplicate", applied.duplicates + applied.late)
         unclaimed = {Target(kind, run.scope) for run in runs for kind in run.kinds}
         for event in batch:
-            self.metrics.record_event("received")
             mine = {Target(t.kind, run_scope(t)) for t in targets_of(event)} & unclaimed
             unclaimed -= mine
             if not mine:
                 self.metrics.record_event("coalesced")
 
     def close(self) -> None:
-        """Release the Redis and broker connections."""
+        """Send what `publish` queued, then release the Redis and broker connections."""
+        self.batcher.close()
         self.client.close()
         self.sender.close()
 
@@ -98,3 +141,8 @@ def publish(event: Event) -> list[Run]:
 def publish_many(events: Iterable[Event]) -> list[Run]:
     """Publish one batch with the default publisher (see `EventPublisher.publish_many`)."""
     return default_publisher().publish_many(events)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until the default publisher sent every event `publish` queued."""
+    return default_publisher().flush(timeout)

@@ -7,9 +7,16 @@ and published as one batch right after the transaction commits. Emails and categ
 objects of any mapped class of the schema mapping's tables (`mapped_classes.py`): the demo
 models, or the host's own classes. Old values come from attribute history; one set on an
 expired attribute (after a commit) is read from the row before the flush writes it.
-A rollback publishes nothing; events of a rolled back savepoint are kept (an extra event only
-costs a recompute, a missing one a stale value). Moving an email to another account publishes
-a delete and a create. Single-tenant (no account column), events carry no account.
+A rollback publishes nothing. Single-tenant (no account column), events carry no account.
+
+On PostgreSQL each email event carries the transaction's id (`SELECT pg_current_xact_id()`, once
+per transaction, at its first flush with email changes), so it updates the counts by deltas; and
+a transaction's changes of one email are merged into one net event (`netting.py`: first
+`before`, last `after`; created then deleted is nothing). Events are published without a txid,
+so recomputed from the table, where a delta could be wrong: on SQLite, for an email moved to
+another account (a delete and a create), and in a transaction that used a savepoint (a rolled
+back savepoint's events are kept: an extra event only costs a recompute, a missing one a stale
+value).
 
 Not seen: bulk `update()` / `delete()` / `insert()` statements and raw SQL. Whoever runs them
 publishes the matching events (`shared.events.publish_many`) after committing.
@@ -28,6 +35,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from shared.config import Settings
 from shared.errors import InvalidEvent
 from shared.events.mapped_classes import EMAIL_ROLES, EmailClass, MappedClass, MappedClasses
+from shared.events.netting import EMAIL_EVENTS, net_events
 from shared.events.publisher import publish_many as default_publish_many
 from shared.events.types import (
     CategoriesChanged,
@@ -40,9 +48,12 @@ from shared.events.types import (
 from shared.logging import get_logger
 from shared.schema.mapping import SchemaMapping, load_mapping
 from shared.schema.tables import build_tables
+from shared.snapshots import current_txid
 
 _PENDING = "dashcache.events"
 _FETCHED = "dashcache.old_rows"
+_TXID = "dashcache.txid"
+_NESTED = "dashcache.nested"
 
 log = get_logger(__name__)
 
@@ -88,24 +99,34 @@ def track_mutations(
             pending.extend(_updated(classes, dirty, fetched))
         except InvalidEvent as error:  # never fail the host's flush; the schedule heals
             log.error("event.rejected", field=error.field, reason=str(error))
+        if _TXID not in session.info and any(isinstance(e, EMAIL_EVENTS) for e in pending):
+            session.info[_TXID] = current_txid(session)
 
     def after_commit(session: Session) -> None:
         events = session.info.pop(_PENDING, [])
+        txid = session.info.pop(_TXID, None)
+        if session.info.pop(_NESTED, False):
+            txid = None
         if not events:
             return
         try:
-            send(events)
+            send(net_events(events, txid))
         except Exception as error:  # the commit stands; the schedule heals the values
             log.error("event.publish_failed", events=len(events), error=repr(error))
 
+    def after_transaction_create(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.nested:
+            session.info[_NESTED] = True
+
     def after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
         if transaction.parent is None:
-            session.info.pop(_PENDING, None)
-            session.info.pop(_FETCHED, None)
+            for name in (_PENDING, _FETCHED, _TXID, _NESTED):
+                session.info.pop(name, None)
 
     event.listen(session_factory, "before_flush", before_flush)
     event.listen(session_factory, "after_flush", after_flush)
     event.listen(session_factory, "after_commit", after_commit)
+    event.listen(session_factory, "after_transaction_create", after_transaction_create)
     event.listen(session_factory, "after_transaction_end", after_transaction_end)
 
 

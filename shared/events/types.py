@@ -2,7 +2,7 @@
 
 Wire form (one JSON object per event; a batch is a JSON array of them):
 
-    {"type": "email.created", "account_id": 3, "email_id": 10, "after": ROW}
+    {"type": "email.created", "account_id": 3, "email_id": 10, "after": ROW, "txid": 7431}
     {"type": "email.updated", "account_id": 3, "email_id": 10, "before": ROW, "after": ROW}
     {"type": "email.deleted", "account_id": 3, "email_id": 10, "before": ROW}
     {"type": "categories.changed", "change": "created" | "renamed" | "deleted",
@@ -12,8 +12,11 @@ Wire form (one JSON object per event; a batch is a JSON array of them):
            "created_at": "2026-11-24T12:00:00+00:00"}
 
 Ids are integers from 0 to 2**63-1 (booleans are not ids); `created_at` is ISO-8601 with a UTC
-offset. Fields not listed are ignored. Anything else raises `InvalidEvent` whose `field` names
-the culprit, e.g. `events[3].after.is_unread`.
+offset. `txid` (optional on email events, null or absent for none) is the PostgreSQL transaction
+id of the change (`SELECT pg_current_xact_id()` inside that transaction): an email event with one
+updates the cached counts by deltas (docs/deltas.md), one without is recomputed from the table.
+Fields not listed are ignored. Anything else raises `InvalidEvent` whose `field` names the
+culprit, e.g. `events[3].after.is_unread`.
 
 The Python constructors check the same rules with the same messages, the field named from the
 event (`after.is_unread`), so what `decode_event` would reject can never be published either:
@@ -27,7 +30,7 @@ rejects such an event when it is published, as a single-tenant one rejects an ac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -57,9 +60,10 @@ class EmailCreated:
     account_id: int | None
     email_id: int
     after: EmailRow
+    txid: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
-        _check_email_event(self.account_id, self.email_id, after=self.after)
+        _check_email_event(self.account_id, self.email_id, after=self.after, txid=self.txid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +74,12 @@ class EmailUpdated:
     email_id: int
     before: EmailRow
     after: EmailRow
+    txid: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
-        _check_email_event(self.account_id, self.email_id, before=self.before, after=self.after)
+        _check_email_event(
+            self.account_id, self.email_id, before=self.before, after=self.after, txid=self.txid
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +89,10 @@ class EmailDeleted:
     account_id: int | None
     email_id: int
     before: EmailRow
+    txid: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
-        _check_email_event(self.account_id, self.email_id, before=self.before)
+        _check_email_event(self.account_id, self.email_id, before=self.before, txid=self.txid)
 
 
 class CategoryChange(StrEnum):
@@ -143,6 +151,8 @@ def encode_event(event: Event) -> dict[str, Any]:
     if event.account_id is not None:
         body["account_id"] = event.account_id
     body["email_id"] = event.email_id
+    if event.txid is not None:
+        body["txid"] = event.txid
     if isinstance(event, EmailUpdated | EmailDeleted):
         body["before"] = _encode_row(event.before)
     if isinstance(event, EmailCreated | EmailUpdated):
@@ -191,12 +201,13 @@ def _decode(body: Mapping[str, Any]) -> Event:
     raw_account = body.get("account_id")
     account_id = None if raw_account is None else check_id(raw_account, "account_id")
     email_id = check_id(body.get("email_id"), "email_id")
+    txid = body.get("txid")
     if kind == "email.created":
-        return EmailCreated(account_id, email_id, _decode_row(body, "after"))
+        return EmailCreated(account_id, email_id, _decode_row(body, "after"), txid=txid)
     before = _decode_row(body, "before")
     if kind == "email.deleted":
-        return EmailDeleted(account_id, email_id, before)
-    return EmailUpdated(account_id, email_id, before, _decode_row(body, "after"))
+        return EmailDeleted(account_id, email_id, before, txid=txid)
+    return EmailUpdated(account_id, email_id, before, _decode_row(body, "after"), txid=txid)
 
 
 def _encode_row(row: EmailRow) -> dict[str, Any]:
@@ -221,10 +232,14 @@ def _decode_row(body: Mapping[str, Any], name: str) -> EmailRow:
     return decoded
 
 
-def _check_email_event(account_id: object, email_id: object, **rows: object) -> None:
+def _check_email_event(
+    account_id: object, email_id: object, txid: object = None, **rows: object
+) -> None:
     if account_id is not None:  # single-tenant: no account (publish checks the tenancy)
         check_id(account_id, "account_id")
     check_id(email_id, "email_id")
+    if txid is not None:
+        check_id(txid, "txid")
     for name, row in rows.items():
         _check_row(row, name)
 

@@ -95,6 +95,13 @@ def _counters(totals: Totals) -> Iterator[Metric]:
         events.add_metric([fate], totals.events.get(fate, 0))
     yield events
 
+    drift = CounterMetricFamily(
+        "dashcache_drift", "Values the scheduled pass found wrong and repaired", labels=["kind"]
+    )
+    for kind in KIND_LABELS.values():
+        drift.add_metric([kind], totals.drift.get(kind, 0))
+    yield drift
+
 
 def _freshness(totals: Totals, freshness: Freshness) -> Iterator[Metric]:
     if totals.last_scheduled_run is not None:

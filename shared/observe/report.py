@@ -39,6 +39,7 @@ def report(totals: Totals, freshness: Freshness) -> dict[str, Any]:
         },
         "recomputes": recomputes,
         "events": {o: totals.events.get(o, 0) for o in EVENT_OUTCOMES},
+        "drift": {kind: totals.drift.get(kind, 0) for kind in KIND_LABELS.values()},
         "scopes_warmed": freshness.scopes_warmed,
         "values_missing": freshness.missing,
         "oldest": None
@@ -68,9 +69,11 @@ def render_table(body: dict[str, Any]) -> str:
     oldest = body["oldest"]
     last_run = body["last_scheduled_run"]
     events = ", ".join(f"{name} {count}" for name, count in body["events"].items())
+    drift = ", ".join(f"{name} {count}" for name, count in body["drift"].items())
     summary = [
         ["hit ratio", "-" if ratio is None else f"{ratio:.1%} of {body['lookups']} lookups"],
         ["events", events],
+        ["drift", drift],
         ["scopes warmed", f"{body['scopes_warmed']} ({body['values_missing']} values missing)"],
         [
             "oldest value",

@@ -48,6 +48,8 @@ class Totals:
     events: dict[str, int]
     """outcome -> events."""
     last_scheduled_run: datetime | None
+    drift: dict[str, int] = field(default_factory=dict)
+    """kind -> values the scheduled pass found wrong and repaired."""
 
     def reads_with(self, outcome: str) -> int:
         """Reads of either kind with this outcome."""
@@ -75,6 +77,7 @@ def parse_totals(fields: dict[bytes, bytes]) -> Totals:
     sums: dict[str, float] = {}
     fenced: dict[str, int] = {}
     events: dict[str, int] = {}
+    drift: dict[str, int] = {}
     last_run: datetime | None = None
     for raw_name, raw_value in fields.items():
         name, value = raw_name.decode(), raw_value.decode()
@@ -92,13 +95,15 @@ def parse_totals(fields: dict[bytes, bytes]) -> Totals:
                 fenced[trigger] = int(value)
             case ["events", outcome]:
                 events[outcome] = int(value)
+            case ["drift", kind]:
+                drift[kind] = int(value)
             case [single] if single == LAST_SCHEDULED_RUN:
                 last_run = datetime.fromtimestamp(float(value), UTC)
     durations = {
         trigger: Durations(buckets.get(trigger, {}), sums.get(trigger, 0.0))
         for trigger in buckets.keys() | sums.keys()
     }
-    return Totals(reads, recomputes, durations, fenced, events, last_run)
+    return Totals(reads, recomputes, durations, fenced, events, last_run, drift)
 
 
 def read_totals(client: redis.Redis, keys: KeySchema) -> Totals:

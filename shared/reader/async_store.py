@@ -59,4 +59,4 @@ class AsyncRedisStore:
             await self._fenced_write(keys=keys, args=args)  # one call for a reader's scope
             for keys, args in plan.calls
         ]
-        return result.with_flags(plan.flags(replies))
+        return result.with_written(plan.written(replies))

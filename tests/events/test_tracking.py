@@ -18,14 +18,21 @@ from shared.events import (
     track_mutations,
 )
 from shared.models import Category, Email
+from tests.eventing import without_txid
 from tests.helpers import NOW, Row, add_categories, add_emails
 
 
-def tracked(engine: Engine, **options: bool) -> tuple[sessionmaker[Session], list[list[Event]]]:
-    """A session factory whose published batches land in the returned list."""
+def tracked(
+    engine: Engine, keep_txid: bool = False, **options: bool
+) -> tuple[sessionmaker[Session], list[list[Event]]]:
+    """A session factory whose published batches land in the returned list (without their
+    txids unless `keep_txid`)."""
     batches: list[list[Event]] = []
     factory = sessionmaker(engine, **options)
-    track_mutations(factory, batches.append)
+    if keep_txid:
+        track_mutations(factory, batches.append)
+    else:
+        track_mutations(factory, lambda events: batches.append(list(map(without_txid, events))))
     return factory, batches
 
 
@@ -65,7 +72,8 @@ def test_rollback_publishes_nothing_and_commit_publishes_once(pg: Engine) -> Non
 
 
 def test_updates_deletes_and_moves_carry_before_and_after(pg: Engine) -> None:
-    """Updates carry the old values (even of expired attributes); a move is delete + create."""
+    """Updates carry the old values (even of expired attributes); a move is delete + create;
+    two flushes changing one email in one transaction publish one net update."""
     add_categories(pg, ["work", "news"])
     add_emails(pg, [Row(1, 1, True, False, NOW), Row(1, 2, False, True, NOW)])
     factory, batches = tracked(pg, expire_on_commit=True)
@@ -86,10 +94,9 @@ def test_updates_deletes_and_moves_carry_before_and_after(pg: Engine) -> None:
     old_two = EmailRow(2, False, True, NOW)
     assert batches == [
         [
-            EmailUpdated(1, id_one, old_one, moved_one),
+            EmailUpdated(1, id_one, old_one, EmailRow(2, False, False, moved_one.created_at)),
             EmailDeleted(1, id_two, old_two),
             EmailCreated(9, id_two, old_two),
-            EmailUpdated(1, id_one, moved_one, EmailRow(2, False, False, moved_one.created_at)),
         ],
         [EmailDeleted(1, id_one, EmailRow(2, False, False, moved_one.created_at))],
     ]
@@ -115,3 +122,50 @@ def test_category_changes_are_published_by_kind(pg: Engine) -> None:
         ],
         [CategoriesChanged((1,), CategoryChange.DELETED)],
     ]
+
+
+def test_postgresql_events_carry_the_transaction_id_one_net_event_per_email(pg: Engine) -> None:
+    """Every email event of a transaction carries its pg_current_xact_id; created then deleted
+    in one transaction publishes nothing; a moved email keeps its two events, without txid."""
+    add_emails(pg, [Row(1, None, True, False, NOW), Row(1, None, True, False, NOW)])
+    factory, batches = tracked(pg, keep_txid=True)
+    with factory() as session:
+        first, second = session.scalars(select(Email).order_by(Email.id)).all()
+        id_first, id_second = first.id, second.id
+        first.is_unread = False
+        session.flush()
+        first.is_auto_labeled = True
+        second.account_id = 5
+        gone = new_email(1, None)
+        session.add(gone)
+        session.flush()
+        session.delete(gone)
+        txid = session.connection().exec_driver_sql("SELECT pg_current_xact_id()::text").scalar()
+        session.commit()
+    [batch] = batches
+    net = EmailUpdated(
+        1,
+        id_first,
+        EmailRow(None, True, False, NOW),
+        EmailRow(None, False, True, NOW),
+        txid=int(txid),
+    )
+    moved = [
+        EmailDeleted(1, id_second, EmailRow(None, True, False, NOW)),
+        EmailCreated(5, id_second, EmailRow(None, True, False, NOW)),
+    ]
+    assert batch == [net, *moved]
+
+
+def test_a_savepoint_or_sqlite_publishes_without_txid(pg: Engine, sqlite_engine: Engine) -> None:
+    """A transaction that used a savepoint, and any SQLite transaction, publish events without
+    txid: they are recomputed from the table."""
+    for engine in (pg, sqlite_engine):
+        factory, batches = tracked(engine, keep_txid=True)
+        with factory() as session:
+            session.add(new_email(1, None))
+            if engine is pg:
+                with session.begin_nested():
+                    session.add(new_email(2, None))
+            session.commit()
+        assert [event.txid for batch in batches for event in batch] in ([None], [None, None])

@@ -162,7 +162,7 @@ def test_single_tenant_events_have_no_account(
             with pytest.raises(InvalidEvent, match="single-tenant") as raised:
                 publisher.publish(EmailCreated(3, 7, row))
             assert raised.value.field == "events[0].account_id"
-            assert publisher.publish(single_event)  # a run of `all`
+            assert publisher.publish_many([single_event])  # a run of `all`
             assert ingest([encode_event(EmailCreated(3, 7, row))], publisher) == 0
         finally:
             publisher.close()

@@ -1,0 +1,138 @@
+"""Applying deltas in Redis: one script call updates every scope of a batch, each atomically.
+
+Per scope, each entry is logged under its identity (a second one with the same identity is a
+duplicate and changes nothing; one older than what the log was pruned to is late: every stored
+value saw it) and applied to each value whose snapshot did not see its transaction; the value's
+envelope is rendered again from its state, its TTL kept. No read of the database.
+A value that exists without a state (computed on SQLite, or by an older version) cannot take a
+delta: its key is returned as stale, and the caller recomputes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from shared.events.targeting import Target
+from shared.keys import KeySchema, Kind, parse_scope_token
+from shared.maintained import LUA_LIBRARY
+
+SCOPES_PER_CALL = 200
+"""Scopes one script call updates (so no single call blocks Redis for long)."""
+
+# KEYS: seq, then per scope: agg value, bd value, agg state, bd state, delta log.
+# ARGV: ttl, then per scope: entry count n, then n pairs (identity, `txid|before|after`).
+# Returns per scope {applied, duplicates, late, agg stale, bd stale}.
+_APPLY = (
+    LUA_LIBRARY
+    + """
+local seq = redis.call('GET', KEYS[1]) or '0'
+local kinds = {'agg', 'bd'}
+local out = {}
+local a = 2
+for k = 2, #KEYS, 5 do
+  local log = KEYS[k + 4]
+  local horizon = redis.call('HGET', log, '~h')
+  local states, changed = {}, {false, false}
+  for j = 1, 2 do states[j] = open_state(redis.call('GET', KEYS[k + 1 + j]), kinds[j]) end
+  local applied, dups, late = 0, 0, 0
+  local n = tonumber(ARGV[a])
+  for e = 1, n do
+    local identity, entry = ARGV[a + 2 * e - 1], ARGV[a + 2 * e]
+    local txid, before_text, after_text = string.match(entry, '^(%d+)|([^|]*)|([^|]*)$')
+    if horizon and lt(txid, horizon) then
+      late = late + 1
+    elseif redis.call('HSETNX', log, identity, txid .. '|' .. seq .. '|' .. before_text .. '|'
+        .. after_text) == 0 then
+      dups = dups + 1
+    else
+      applied = applied + 1
+      local before, after = parse_row(before_text), parse_row(after_text)
+      for j = 1, 2 do
+        local s = states[j]
+        if s and touches(kinds[j], before, after) and not visible(s.snap, txid) then
+          apply(s, kinds[j], before, after)
+          changed[j] = true
+        end
+      end
+    end
+  end
+  a = a + 1 + 2 * n
+  local stale = {0, 0}
+  if applied > 0 then
+    redis.call('EXPIRE', log, ARGV[1])
+    for j = 1, 2 do
+      if changed[j] then
+        redis.call('SET', KEYS[k + 1 + j], close_state(states[j]), 'KEEPTTL')
+        redis.call('SET', KEYS[k - 1 + j], render(states[j], kinds[j]), 'KEEPTTL')
+      elseif not states[j] and redis.call('EXISTS', KEYS[k - 1 + j]) == 1 then
+        stale[j] = 1
+      end
+    end
+  end
+  out[#out + 1] = {applied, dups, late, stale[1], stale[2]}
+end
+return out
+"""
+)
+
+
+@dataclass(slots=True)
+class Applied:
+    """What applying a batch of deltas did."""
+
+    applied: int = 0
+    duplicates: int = 0
+    late: int = 0
+    stale: set[Target] = field(default_factory=set)
+
+
+class DeltaApplier:
+    """Applies delta entries to the values of their scopes under one key prefix."""
+
+    def __init__(self, client: redis.Redis, keys: KeySchema, ttl_seconds: int) -> None:
+        self.client = client
+        self.keys = keys
+        self.ttl_seconds = ttl_seconds
+        self._apply = client.register_script(_APPLY)
+
+    def queue(
+        self, deltas: Mapping[str, Sequence[tuple[str, str]]], pipe: redis.client.Pipeline
+    ) -> list[str]:
+        """Queue the script calls of a batch on `pipe`; return the scope tokens, in reply order."""
+        tokens = sorted(deltas)
+        for start in range(0, len(tokens), SCOPES_PER_CALL):
+            keys: list[str] = [self.keys.seq]
+            args: list[str | int] = [self.ttl_seconds]
+            for token in tokens[start : start + SCOPES_PER_CALL]:
+                scope = parse_scope_token(token)
+                keys += [
+                    self.keys.value(Kind.AGGREGATES, scope),
+                    self.keys.value(Kind.BREAKDOWN, scope),
+                    self.keys.state(Kind.AGGREGATES, scope),
+                    self.keys.state(Kind.BREAKDOWN, scope),
+                    self.keys.deltas(scope),
+                ]
+                entries = deltas[token]
+                args.append(len(entries))
+                for identity, entry in entries:
+                    args += [identity, entry]
+            self._apply(keys=keys, args=args, client=pipe)
+        return tokens
+
+    @staticmethod
+    def outcome(tokens: Sequence[str], replies: Sequence[Sequence[Sequence[int]]]) -> Applied:
+        """Sum the replies of the calls `queue` made (in its order)."""
+        done = Applied()
+        flat = (reply for call in replies for reply in call)
+        for token, (applied, dups, late, agg_stale, bd_stale) in zip(tokens, flat, strict=True):
+            done.applied += applied
+            done.duplicates += dups
+            done.late += late
+            if agg_stale:
+                done.stale.add(Target(Kind.AGGREGATES, token))
+            if bd_stale:
+                done.stale.add(Target(Kind.BREAKDOWN, token))
+        return done

@@ -1,0 +1,190 @@
+"""Delta-maintained values: the state kept beside each value, and the Lua that updates it.
+
+Beside every value written with a PostgreSQL snapshot, `P:v1:state:K:S` holds what a delta
+needs (JSON, built here, read and rewritten only by Lua):
+
+    aggregates: {"g": generation, "at": computed_at, "snap": [xmin, xmax, [xip...]],
+                 "win": [previous week start, week start, computed_at] (epoch microseconds),
+                 "n": [total, auto_labeled, unread, this week, previous week],
+                 "cc": categories_count}
+    breakdown:  {"g", "at", "snap", "max": breakdown size,
+                 "c": [[category id, name as JSON, count], ...] every category, by name,
+                 "u": {category id: count} for categories the snapshot did not know}
+
+Ids and times are decimal strings: Lua numbers are doubles, exact only to 2**53. A delta entry
+(kept per scope in `P:v1:deltas:S`, field `txid:email_id`) is `txid|seq|before|after`, a row
+being `category,unread,auto_labeled,created_at_us` (empty for none) and `seq` the generation
+counter when it was logged. Rendering a value from its state gives the same JSON data as
+`shared.recompute.to_data` (tests/events/test_deltas.py compares them).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from shared.keys import Kind
+from shared.snapshots import Snapshot
+from shared.stats import WEEK, ScopeStats
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(moment: datetime) -> int:
+    """Exact microseconds since the epoch (no float on the way)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def state_json(
+    kind: Kind, stats: ScopeStats, generation: int, computed_at: datetime, snapshot: Snapshot
+) -> str:
+    """The state of one value, as the Lua below reads it."""
+    counted = stats.counted
+    if counted is None:
+        raise ValueError("stats without their counts cannot seed a delta-maintained state")
+    body: dict[str, object] = {
+        "g": generation,
+        "at": computed_at.isoformat(),
+        "snap": snapshot.wire(),
+    }
+    if kind is Kind.AGGREGATES:
+        c = counted.counts
+        window = (computed_at - 2 * WEEK, computed_at - WEEK, computed_at)
+        body["win"] = [str(micros(moment)) for moment in window]
+        body["n"] = [c.total, c.auto_labeled, c.unread, c.this_week, c.previous_week]
+        body["cc"] = stats.aggregates["categories_count"]
+    else:
+        body["max"] = stats.limit
+        body["c"] = [
+            [cid, json.dumps(name, ensure_ascii=False), counted.by_category.get(cid, 0)]
+            for cid, name in stats.taxonomy
+        ]
+        body["u"] = {}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+LUA_LIBRARY = r"""
+local function lt(a, b)
+  if #a ~= #b then return #a < #b end
+  if #a <= 15 then return tonumber(a) < tonumber(b) end
+  local ha, hb = tonumber(string.sub(a, 1, -10)), tonumber(string.sub(b, 1, -10))
+  if ha ~= hb then return ha < hb end
+  return tonumber(string.sub(a, -9)) < tonumber(string.sub(b, -9))
+end
+
+local function visible(snap, txid)
+  if lt(txid, snap[1]) then return true end
+  if not lt(txid, snap[2]) then return false end
+  for _, x in ipairs(snap[3]) do if x == txid then return false end end
+  return true
+end
+
+local function parse_row(text)
+  if text == '' then return nil end
+  local cat, unread, auto, t = string.match(text, '^(%d*),([01]),([01]),(%-?%d+)$')
+  return {cat, unread == '1', auto == '1', tonumber(t)}
+end
+
+local function parse_entry(entry)
+  local txid, seq, before, after = string.match(entry, '^(%d+)|(%d+)|([^|]*)|([^|]*)$')
+  return txid, tonumber(seq), parse_row(before), parse_row(after)
+end
+
+local function touches(kind, before, after)
+  if not before or not after then return true end
+  if kind == 'bd' then return before[1] ~= after[1] end
+  return before[2] ~= after[2] or before[3] ~= after[3] or before[4] ~= after[4]
+end
+
+local function open_state(raw, kind)
+  if not raw then return nil end
+  local s = cjson.decode(raw)
+  if type(s.snap) ~= 'table' then return nil end
+  if kind == 'agg' then
+    s.w = {tonumber(s.win[1]), tonumber(s.win[2]), tonumber(s.win[3])}
+  else
+    s.idx = {}
+    for i, e in ipairs(s.c) do s.idx[tostring(e[1])] = i end
+  end
+  return s
+end
+
+local function add_row(s, kind, row, sign)
+  if not row then return end
+  if kind == 'agg' then
+    local n, w, t = s.n, s.w, row[4]
+    n[1] = n[1] + sign
+    if row[3] then n[2] = n[2] + sign end
+    if row[2] then n[3] = n[3] + sign end
+    if t >= w[2] and t < w[3] then n[4] = n[4] + sign
+    elseif t >= w[1] and t < w[2] then n[5] = n[5] + sign end
+  elseif row[1] ~= '' then
+    local i = s.idx[row[1]]
+    if i then s.c[i][3] = s.c[i][3] + sign else s.u[row[1]] = (s.u[row[1]] or 0) + sign end
+  end
+end
+
+local function apply(s, kind, before, after)
+  add_row(s, kind, before, -1)
+  add_row(s, kind, after, 1)
+end
+
+local function render(s, kind)
+  local data
+  if kind == 'agg' then
+    local n = s.n
+    local pct
+    if n[5] == 0 then pct = (n[4] == 0) and '0.0' or '100.0'
+    else pct = string.format('%.1f', (n[4] - n[5]) / n[5] * 100) end
+    data = string.format('{"total_emails":%d,"auto_labeled":%d,"categories_count":%d,'
+      .. '"unread_count":%d,"weekly_growth":{"emails":%d,"previous":%d,"percentage":%s}}',
+      n[1], n[2], s.cc, n[3], n[4], n[5], pct)
+  else
+    local order = {}
+    for i = 1, #s.c do order[i] = i end
+    table.sort(order, function(a, b)
+      local ca, cb = s.c[a][3], s.c[b][3]
+      if ca ~= cb then return ca > cb end
+      return a < b
+    end)
+    local parts = {}
+    for k = 1, math.min(#order, s.max) do
+      local e = s.c[order[k]]
+      parts[k] = '[' .. e[2] .. ',' .. string.format('%d', e[3]) .. ']'
+    end
+    data = '[' .. table.concat(parts, ',') .. ']'
+  end
+  return string.format('{"generation":%d,"computed_at":"%s","data":', s.g, s.at) .. data .. '}'
+end
+
+local function close_state(s)
+  s.w, s.idx = nil, nil
+  local raw = cjson.encode(s)
+  return raw
+end
+
+local function drift(old, s, kind)
+  local fields = {}
+  if kind == 'agg' then
+    local names = {'total_emails', 'auto_labeled', 'unread_count'}
+    for i = 1, 3 do
+      if old.n[i] ~= s.n[i] then fields[#fields + 1] = names[i] end
+    end
+    if old.cc ~= s.cc then fields[#fields + 1] = 'categories_count' end
+  else
+    local was = {}
+    for _, e in ipairs(old.c) do was[tostring(e[1])] = e end
+    for _, e in ipairs(s.c) do
+      local before = was[tostring(e[1])]
+      if not before or before[3] ~= e[3] then fields[#fields + 1] = e[2] end
+      was[tostring(e[1])] = nil
+    end
+    for _, e in pairs(was) do fields[#fields + 1] = e[2] end
+  end
+  return fields
+end
+"""
+"""Lua functions both scripts use: 64-bit id comparison on decimal strings, visibility in a
+snapshot, parsing delta entries, applying them to a state, rendering a state as an envelope
+(the same JSON as Python's), and the drift between two states (fields that do not move with the
+clock: totals, flags, categories)."""
