@@ -94,8 +94,8 @@ def test_burst_is_coalesced_and_ends_right(
                 publisher.publish(EmailCreated(1, email_id, row))
         keys = [(kind, scope) for kind in (AGG, BD) for scope in (1, None)]
         wait_until(lambda: settled(redis_client, settings, pg, keys), "the burst to settle")
-        runs = event_runs(worker.lines)
-        starts = run_starts(worker.lines)
+    runs = event_runs(worker.lines)  # after stop: every run's finished line is in
+    starts = run_starts(worker.lines)
     assert envelope(redis_client, settings, AGG, 1)["data"]["total_emails"] == 10_001
     assert set(runs) == {"a1", "all"}
     gaps = {
@@ -110,6 +110,8 @@ def test_event_during_a_running_recompute_causes_exactly_one_more_run(
     settings: Settings, pg: Engine, redis_client: redis.Redis, publisher: EventPublisher
 ) -> None:
     """A mutation committed while a run is blocked mid-read is picked up by one trailing run."""
+    # The queued scope's pending marker must outlive the blocked run, however slow the pickup.
+    settings = replace(settings, event_max_wait_ms=120_000)
     add_categories(pg, ["work"])
     add_emails(pg, [Row(1, 1, True, False, NOW), Row(1, 1, True, False, NOW)])
     runs_sent: list[list[Run]] = []
@@ -133,7 +135,7 @@ def test_event_during_a_running_recompute_causes_exactly_one_more_run(
             blocker.rollback()
             blocker.close()
         wait_until(lambda: settled(redis_client, settings, pg, [(AGG, 1)]), "the trailing run")
-        runs = event_runs(worker.lines)
+    runs = event_runs(worker.lines)  # after stop: the last run's finished line is in
     assert envelope(redis_client, settings, AGG, 1)["data"]["unread_count"] == 0
     assert runs_sent[1] == [Run(running[0], (AGG,), 0.25)]  # the other scope was still queued
     assert runs["a1" if running[0] == ACC else "all"] == 2
