@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from dataclasses import replace
@@ -23,7 +22,7 @@ from shared.keys import KeySchema, Kind
 from shared.models import Category, Email
 from shared.recompute import recompute_scope
 from shared.store import RedisStore
-from tests.eventing import envelope, markers, run_starts, settled, tracked_sessions
+from tests.eventing import envelope, markers, settled, start_gaps, tracked_sessions
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import worker_process
 
@@ -95,15 +94,11 @@ def test_burst_is_coalesced_and_ends_right(
         keys = [(kind, scope) for kind in (AGG, BD) for scope in (1, None)]
         wait_until(lambda: settled(redis_client, settings, pg, keys), "the burst to settle")
     runs = event_runs(worker.lines)  # after stop: every run's finished line is in
-    starts = run_starts(worker.lines)
+    gaps = start_gaps(worker.lines)
     assert envelope(redis_client, settings, AGG, 1)["data"]["total_emails"] == 10_001
     assert set(runs) == {"a1", "all"}
-    gaps = {
-        key: [later - earlier for earlier, later in itertools.pairwise(times)]
-        for key, times in starts.items()
-    }
     assert all(gap >= settings.event_debounce_ms for each in gaps.values() for gap in each), gaps
-    assert {scope for scope, _kind in starts} == {"a1", "all"}
+    assert {target for target, _kind in gaps} == {ACC, "all"}
 
 
 def test_event_during_a_running_recompute_causes_exactly_one_more_run(
