@@ -11,6 +11,7 @@ import redis
 from shared.errors import DashboardUnavailable
 from shared.keys import KeySchema
 from shared.reader.singleflight import ERROR, SingleFlight
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -58,15 +59,23 @@ def test_waiter_wakes_on_publish(flight: SingleFlight, redis_client: redis.Redis
     assert got == b"42"
 
 
-def test_waiter_gets_holders_error(flight: SingleFlight) -> None:
+def test_waiter_gets_holders_error(flight: SingleFlight, redis_client: redis.Redis) -> None:
     """A holder's failure reaches its waiters as DashboardUnavailable with the reason."""
     lease = flight.try_acquire(2)
     assert lease is not None
-    timer = threading.Timer(0.2, flight.release, args=(lease, f"{ERROR}database down"))
-    timer.start()
+    channel = flight.keys.filled(2)
+
+    def holder() -> None:  # fails only once the waiter listens, or the publish reaches nobody
+        wait_until(
+            lambda: redis_client.pubsub_numsub(channel) == [(channel.encode(), 1)], "a waiter"
+        )
+        flight.release(lease, f"{ERROR}database down")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
     with pytest.raises(DashboardUnavailable, match="database down"):
-        flight.wait(2, lambda: None, time.monotonic() + 10)
-    timer.join()
+        flight.wait(2, lambda: None, time.monotonic() + 30)
+    thread.join()
 
 
 def test_waiter_gives_up_at_deadline(flight: SingleFlight) -> None:
