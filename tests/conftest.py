@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis
 import pytest
 import redis
 import structlog
@@ -30,6 +31,10 @@ PG_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+# Properties, not speed: no example fails for taking long on a loaded machine.
+hypothesis.settings.register_profile("dashcache", deadline=None)
+hypothesis.settings.load_profile("dashcache")
 
 
 @pytest.fixture(autouse=True)
