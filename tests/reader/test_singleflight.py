@@ -11,7 +11,6 @@ import redis
 from shared.errors import DashboardUnavailable
 from shared.keys import KeySchema
 from shared.reader.singleflight import ERROR, SingleFlight
-from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -60,22 +59,32 @@ def test_waiter_wakes_on_publish(flight: SingleFlight, redis_client: redis.Redis
 
 
 def test_waiter_gets_holders_error(flight: SingleFlight, redis_client: redis.Redis) -> None:
-    """A holder's failure reaches its waiters as DashboardUnavailable with the reason."""
+    """A holder's failure reaches its waiters as DashboardUnavailable with the reason: release
+    publishes it on the scope's channel, and a waiter reading it raises."""
     lease = flight.try_acquire(2)
     assert lease is not None
     channel = flight.keys.filled(2)
+    listener = redis_client.pubsub()
+    listener.subscribe(channel)
+    confirmed = listener.get_message(timeout=30)  # subscribed before the release
+    assert confirmed is not None
+    assert confirmed["type"] == "subscribe"
+    flight.release(lease, f"{ERROR}database down")
+    published = listener.get_message(timeout=30)
+    listener.close()
+    assert published is not None
+    assert published["data"] == f"{ERROR}database down".encode()
 
-    def holder() -> None:  # fails only once the waiter listens, or the publish reaches nobody
-        wait_until(
-            lambda: redis_client.pubsub_numsub(channel) == [(channel.encode(), 1)], "a waiter"
-        )
-        flight.release(lease, f"{ERROR}database down")
+    assert flight.try_acquire(2) is not None
+    sent = []
 
-    thread = threading.Thread(target=holder)
-    thread.start()
+    def fetch() -> None:  # runs once the waiter is subscribed, while the lock is held
+        if not sent:
+            sent.append(redis_client.publish(channel, published["data"]))
+
     with pytest.raises(DashboardUnavailable, match="database down"):
-        flight.wait(2, lambda: None, time.monotonic() + 30)
-    thread.join()
+        flight.wait(2, fetch, time.monotonic() + 30)
+    assert sent == [1]
 
 
 def test_waiter_gives_up_at_deadline(flight: SingleFlight) -> None:
