@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import replace
@@ -21,7 +22,7 @@ from shared.events import (
     track_mutations,
 )
 from shared.events.coalesce import Run
-from shared.keys import KeySchema, Kind, Scope
+from shared.keys import ACCOUNTS_SCOPE, ALL_SCOPE, EVERY_SCOPE, KeySchema, Kind, Scope
 from shared.recompute import snapshot, to_data
 from shared.stats import compute_scope
 
@@ -55,17 +56,32 @@ def without_txid(event: Event) -> Event:
     return event
 
 
+def run_target(label: str) -> str:
+    """The target a run's scope label belongs to: `all`, `every`, or `accounts` for a run of
+    accounts, whichever it drained (`a7`, `a7+36`)."""
+    return label if label in (ALL_SCOPE, EVERY_SCOPE) else ACCOUNTS_SCOPE
+
+
 def run_starts(lines: Iterable[str]) -> dict[tuple[str, str], list[int]]:
-    """Start times (ms, Redis clock) of the event runs in a worker's JSON log lines, per scope
-    label and kind claimed, in order."""
+    """Start times (ms, Redis clock) of the event runs in a worker's JSON log lines, per target
+    and kind claimed (the unit the throttle's cooldown is kept for), in order."""
     starts: dict[tuple[str, str], list[int]] = {}
     for line in lines:
         if '"recompute.finished"' in line:
             record = json.loads(line)
             if record.get("trigger") == "event" and record.get("outcome") != "skipped":
+                target = run_target(record["scope"])
                 for kind in record["claimed"]:
-                    starts.setdefault((record["scope"], kind), []).append(record["started_ms"])
+                    starts.setdefault((target, kind), []).append(record["started_ms"])
     return {key: sorted(times) for key, times in starts.items()}
+
+
+def start_gaps(lines: Iterable[str]) -> dict[tuple[str, str], list[int]]:
+    """The gaps (ms) between consecutive starts of event runs, per target and kind."""
+    return {
+        key: [later - earlier for earlier, later in itertools.pairwise(times)]
+        for key, times in run_starts(lines).items()
+    }
 
 
 def envelope(client: redis.Redis, settings: Settings, kind: Kind, scope: Scope) -> dict:

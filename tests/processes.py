@@ -47,6 +47,12 @@ class Process:
                 continue
             if text in line:
                 return line
+        if self.popen.poll() is not None:
+            # The child exited: its last lines may still be in the pipe, so read it to the end.
+            self._pump_thread.join(timeout=5)
+            for line in self.lines:
+                if text in line:
+                    return line
         raise AssertionError(f"{text!r} not seen; output:\n" + "".join(self.lines[-40:]))
 
     def lines_with(self, text: str, count: int, timeout: float = 20.0) -> list[str]:

@@ -63,19 +63,30 @@ def test_redis_restart_needs_no_process_restart(
                 ReadLoop(lambda: strict.get_category_breakdown(account_id=1)) as error,
             ):
                 wait_for_value(client, key, [["work", 1]])
+                beat.wait_for("beat.leading", timeout=60)  # its first lead, before the outage
                 client.set(sentinel, "before the restart")
                 server.stop()
                 database.phase = error.phase = "down"
-                wait_until(lambda: noticed_outage(beat), "beat to notice the outage", 20)
-                wait_until(lambda: len(error.during("down")) >= 3, "reads while Redis is down")
+                wait_until(lambda: noticed_outage(beat), "beat to notice the outage", 60)
+                wait_until(lambda: len(error.during("down")) >= 3, "reads while Redis is down", 60)
+                # A loop reads one at a time: once each has a read started after "down", every
+                # read started in "down" has ended, all of them while Redis was stopped.
+                database.phase = error.phase = "restarting"
+                wait_until(
+                    lambda: all(loop.during("restarting") for loop in (database, error)),
+                    "every read started while Redis was down to end",
+                    60,
+                )
                 server.start()
                 database.phase = error.phase = "back"
                 assert client.get(sentinel) is None
                 add_emails(pg, [Row(1, 1, True, False, NOW)])
                 wait_for_value(client, key, [["work", 2]], timeout=60)
-                leading = beat.lines_with("beat.leading", 2)
+                leading = beat.lines_with("beat.leading", 2, timeout=60)
                 both = (database, error)
-                wait_until(lambda: answer_from_cache(both, {"work": 2}), "reads from cache again")
+                wait_until(
+                    lambda: answer_from_cache(both, {"work": 2}), "reads from cache again", 60
+                )
                 assert worker.popen.poll() is None
                 assert beat.popen.poll() is None
         finally:

@@ -117,7 +117,6 @@ def test_keys_stay_under_their_prefix_and_never_collide(
 
 @hyp_settings(
     max_examples=60,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(limit=anything | st.integers(-3, 60), account_id=anything | scopes)
@@ -148,7 +147,6 @@ def documented_read_options(fresh: object, max_age: object) -> bool:
 
 @hyp_settings(
     max_examples=80,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(

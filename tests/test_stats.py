@@ -70,9 +70,7 @@ def reset(engine: Engine) -> None:
         conn.execute(text("DELETE FROM categories"))
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(emails=rows, names=category_names, limit=st.integers(1, 5))
 def test_stats_match_brute_force(
     any_db: Engine, emails: list[Row], names: list[str], limit: int

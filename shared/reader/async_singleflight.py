@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis import asyncio as aioredis
@@ -21,11 +21,12 @@ from shared.keys import KeySchema, Scope
 from shared.reader.redis_health import HealthTracker
 from shared.reader.singleflight import (
     ABANDONED,
+    DELIVERY_SECONDS,
     ERROR,
     OK,
     RELEASE_SCRIPT,
     Lease,
-    holder_failed,
+    raised_outcome,
     wait_expired,
 )
 
@@ -107,7 +108,7 @@ class AsyncSingleFlight:
         self, account_id: Scope, fetch: Callable[[], Awaitable[T | None]], deadline: float
     ) -> T | None:
         """Wait for another reader's value of this scope, as `SingleFlight.wait`."""
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.client.pubsub()
         try:
             await pubsub.subscribe(self.keys.filled(account_id))
             lock = self.keys.lock(account_id)
@@ -116,12 +117,23 @@ class AsyncSingleFlight:
                 if found is not None:
                     return found
                 if not await self.client.exists(lock):
-                    return None
+                    # Released between the fetch and this look: as in `SingleFlight.wait`.
+                    found = await fetch()
+                    if found is None:
+                        await listen(pubsub, DELIVERY_SECONDS)
+                    return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise wait_expired()
-                message = await pubsub.get_message(timeout=min(self.poll_seconds, remaining))
-                if message and (failure := holder_failed(message["data"])):
-                    raise failure
+                await listen(pubsub, min(self.poll_seconds, remaining))
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def listen(pubsub: Any, timeout: float) -> None:
+    """The asyncio twin of `singleflight.listen`."""
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        message = await pubsub.get_message(timeout=left)
+        if message is None or raised_outcome(message):
+            return

@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -30,6 +30,8 @@ T = TypeVar("T")
 OK = "ok"
 ERROR = "error: "
 ABANDONED = "abandoned"
+DELIVERY_SECONDS = 0.05
+"""How long a waiter that found the lock gone listens for the outcome already on its way."""
 
 # KEYS: lock.  ARGV: token, channel, outcome.  Delete the lock only if it is still ours; tell
 # waiters a value is there (always), or that the computation failed or was given up (only if we
@@ -128,7 +130,7 @@ class SingleFlight:
         is still no value (the caller should try to take the lock). Raises `DashboardUnavailable`
         when the holder reports a failure, or at `deadline` (a `time.monotonic()` value).
         """
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self.keys.filled(account_id))
             lock = self.keys.lock(account_id)
@@ -137,13 +139,16 @@ class SingleFlight:
                 if found is not None:
                     return found
                 if not self.client.exists(lock):
-                    return None
+                    # Released between the fetch and this look? Its value, or the failure it
+                    # published to this connection, comes before taking the lock ourselves.
+                    found = fetch()
+                    if found is None:
+                        listen(pubsub, DELIVERY_SECONDS)
+                    return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise wait_expired()
-                message = pubsub.get_message(timeout=min(self.poll_seconds, remaining))
-                if message and (failure := holder_failed(message["data"])):
-                    raise failure
+                listen(pubsub, min(self.poll_seconds, remaining))
         finally:
             pubsub.close()
 
@@ -154,6 +159,28 @@ def wait_expired() -> DashboardUnavailable:
         "another reader is still computing this value and it did not arrive within "
         "DASHCACHE_WAIT_SECONDS; retry shortly"
     )
+
+
+def listen(pubsub: Any, timeout: float) -> None:
+    """Wait up to `timeout` for the holder's outcome; raise its failure if it reports one.
+
+    Returns at the first outcome (or at the timeout); the subscription's confirmation is read
+    past, not taken for an outcome.
+    """
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        message = pubsub.get_message(timeout=left)
+        if message is None or raised_outcome(message):
+            return
+
+
+def raised_outcome(message: dict[str, Any]) -> bool:
+    """True if `message` is a holder's outcome; raise it when it is a failure."""
+    if message["type"] != "message":
+        return False
+    if failure := holder_failed(message["data"]):
+        raise failure
+    return True
 
 
 def holder_failed(data: bytes) -> DashboardUnavailable | None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import redis
 from click.testing import CliRunner
@@ -23,10 +24,16 @@ from tests.helpers import wait_until
 SCENARIOS = ("latency", "mixed", "stampede", "recompute")
 
 
+def per_read(strategy: dict[str, Any], counter: str) -> float:
+    """A strategy's database counter in the mixed load divided by the reads it served."""
+    return float(strategy[counter]) / strategy["reads"]["n"]
+
+
 def test_quick_profile_reports_every_strategy_and_holds_the_invariants(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """Every scenario reports every strategy; dashcache queries less than live; values converge."""
+    """Every scenario reports every strategy; per read, dashcache queries less than live; values
+    converge."""
     out = tmp_path / "results"
     args = ["bench", "--profile", "quick", "--emails", "3000", "--time-scale", "0.2"]
     result = CliRunner().invoke(main, [*args, "--out", str(out)], env=settings.to_env())
@@ -38,8 +45,11 @@ def test_quick_profile_reports_every_strategy_and_holds_the_invariants(
     mixed = report["mixed"]["strategies"]
     assert list(mixed) == list(STRATEGIES) == list(report["stampede"]["strategies"])
     assert set(STRATEGIES) < report["latency"]["scopes"]["all accounts"].keys()
-    assert mixed["dashcache"]["dashboard_queries"] < mixed["live"]["dashboard_queries"]
-    assert mixed["dashcache"]["emails_rows_read"] < mixed["live"]["emails_rows_read"]
+    live, dashcache = mixed["live"], mixed["dashcache"]
+    assert live["dashboard_queries"] >= live["reads"]["n"]  # live: every read is a query
+    # Per read, so the strategies' different read throughputs on this machine cancel out.
+    for counter in ("dashboard_queries", "emails_rows_read"):
+        assert per_read(dashcache, counter) < per_read(live, counter), counter
     assert all(s["read_errors"] == 0 for s in mixed.values())
     for name, strategy in mixed.items():
         raced = strategy.get("racing_sets", 0) > 0  # ttl-invalidate's race leaves old values

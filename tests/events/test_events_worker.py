@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from dataclasses import replace
@@ -23,7 +22,7 @@ from shared.keys import KeySchema, Kind
 from shared.models import Category, Email
 from shared.recompute import recompute_scope
 from shared.store import RedisStore
-from tests.eventing import envelope, markers, run_starts, settled, tracked_sessions
+from tests.eventing import envelope, markers, settled, start_gaps, tracked_sessions
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import worker_process
 
@@ -94,22 +93,20 @@ def test_burst_is_coalesced_and_ends_right(
                 publisher.publish(EmailCreated(1, email_id, row))
         keys = [(kind, scope) for kind in (AGG, BD) for scope in (1, None)]
         wait_until(lambda: settled(redis_client, settings, pg, keys), "the burst to settle")
-        runs = event_runs(worker.lines)
-        starts = run_starts(worker.lines)
+    runs = event_runs(worker.lines)  # after stop: every run's finished line is in
+    gaps = start_gaps(worker.lines)
     assert envelope(redis_client, settings, AGG, 1)["data"]["total_emails"] == 10_001
     assert set(runs) == {"a1", "all"}
-    gaps = {
-        key: [later - earlier for earlier, later in itertools.pairwise(times)]
-        for key, times in starts.items()
-    }
     assert all(gap >= settings.event_debounce_ms for each in gaps.values() for gap in each), gaps
-    assert {scope for scope, _kind in starts} == {"a1", "all"}
+    assert {target for target, _kind in gaps} == {ACC, "all"}
 
 
 def test_event_during_a_running_recompute_causes_exactly_one_more_run(
     settings: Settings, pg: Engine, redis_client: redis.Redis, publisher: EventPublisher
 ) -> None:
     """A mutation committed while a run is blocked mid-read is picked up by one trailing run."""
+    # The queued scope's pending marker must outlive the blocked run, however slow the pickup.
+    settings = replace(settings, event_max_wait_ms=120_000)
     add_categories(pg, ["work"])
     add_emails(pg, [Row(1, 1, True, False, NOW), Row(1, 1, True, False, NOW)])
     runs_sent: list[list[Run]] = []
@@ -133,7 +130,7 @@ def test_event_during_a_running_recompute_causes_exactly_one_more_run(
             blocker.rollback()
             blocker.close()
         wait_until(lambda: settled(redis_client, settings, pg, [(AGG, 1)]), "the trailing run")
-        runs = event_runs(worker.lines)
+    runs = event_runs(worker.lines)  # after stop: the last run's finished line is in
     assert envelope(redis_client, settings, AGG, 1)["data"]["unread_count"] == 0
     assert runs_sent[1] == [Run(running[0], (AGG,), 0.25)]  # the other scope was still queued
     assert runs["a1" if running[0] == ACC else "all"] == 2

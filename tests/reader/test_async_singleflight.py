@@ -226,3 +226,24 @@ def test_inflight_cancels_its_task_when_the_last_caller_leaves() -> None:
         return result
 
     assert asyncio.run(main()) == "new"
+
+
+def test_async_waiter_gets_the_error_of_a_holder_that_released_before_its_next_check(
+    redis_url: str, key_prefix: str, sync_flight: SingleFlight
+) -> None:
+    """A failure released after the asyncio waiter subscribed reaches it, even when the lock is
+    already gone at the waiter's next look."""
+    lease = sync_flight.try_acquire(2)
+    assert lease is not None
+    released: list[bool] = []
+
+    async def fetch() -> None:  # runs once the waiter is subscribed, before it looks at the lock
+        if not released:
+            released.append(sync_flight.release(lease, f"{ERROR}database down"))
+
+    async def body(flight: AsyncSingleFlight) -> None:
+        with pytest.raises(DashboardUnavailable, match="database down"):
+            await flight.wait(2, fetch, time.monotonic() + 30)
+
+    with_flight(redis_url, key_prefix, body)
+    assert released == [True]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import Engine, text
 from shared.config import Settings
 from shared.keys import KeySchema
 from shared.reader import DashboardReader
-from tests.helpers import NOW, Row, add_categories, add_emails, count_queries
+from tests.helpers import NOW, Row, add_categories, add_emails, count_queries, wait_until
 from tests.readers import cold_reads, read_once
 
 PROCESSES = 5
@@ -57,16 +56,18 @@ def test_reader_killed_holding_the_lock_is_survived(
     reader takes over and computes the value."""
     add_categories(pg, ["work"])
     add_emails(pg, [Row(4, 1, True, False, NOW)])
-    settings = replace(settings, lock_seconds=3, db_timeout_seconds=1.5, wait_seconds=15)
+    # The holder's blocked query gives up after db_timeout_seconds and releases the lock: 5 s
+    # (and a 10 s lock) leave ample time to kill it while it holds the lock.
+    settings = replace(settings, lock_seconds=10, db_timeout_seconds=5, wait_seconds=30)
     lock = KeySchema(settings.key_prefix).lock(4)
     with pg.connect() as blocker:
         blocker.execute(text("LOCK TABLE emails IN ACCESS EXCLUSIVE MODE"))
         holder = spawn.Process(target=read_once, args=(settings.to_env(), 4))
         holder.start()
-        deadline = time.monotonic() + 30
-        while not redis_client.exists(lock) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        holder.kill()
+        try:
+            wait_until(lambda: redis_client.exists(lock), "the reader to take the lock", 60)
+        finally:
+            holder.kill()
         holder.join()
         blocker.rollback()
     assert redis_client.exists(lock)

@@ -58,15 +58,51 @@ def test_waiter_wakes_on_publish(flight: SingleFlight, redis_client: redis.Redis
     assert got == b"42"
 
 
-def test_waiter_gets_holders_error(flight: SingleFlight) -> None:
-    """A holder's failure reaches its waiters as DashboardUnavailable with the reason."""
+def test_waiter_gets_holders_error(flight: SingleFlight, redis_client: redis.Redis) -> None:
+    """A holder's failure reaches its waiters as DashboardUnavailable with the reason: release
+    publishes it on the scope's channel, and a waiter reading it raises."""
     lease = flight.try_acquire(2)
     assert lease is not None
-    timer = threading.Timer(0.2, flight.release, args=(lease, f"{ERROR}database down"))
-    timer.start()
+    channel = flight.keys.filled(2)
+    listener = redis_client.pubsub()
+    listener.subscribe(channel)
+    confirmed = listener.get_message(timeout=30)  # subscribed before the release
+    assert confirmed is not None
+    assert confirmed["type"] == "subscribe"
+    flight.release(lease, f"{ERROR}database down")
+    published = listener.get_message(timeout=30)
+    listener.close()
+    assert published is not None
+    assert published["data"] == f"{ERROR}database down".encode()
+
+    assert flight.try_acquire(2) is not None
+    sent = []
+
+    def fetch() -> None:  # runs once the waiter is subscribed, while the lock is held
+        if not sent:
+            sent.append(redis_client.publish(channel, published["data"]))
+
     with pytest.raises(DashboardUnavailable, match="database down"):
-        flight.wait(2, lambda: None, time.monotonic() + 10)
-    timer.join()
+        flight.wait(2, fetch, time.monotonic() + 30)
+    assert sent == [1]
+
+
+def test_waiter_gets_the_error_of_a_holder_that_released_before_its_next_check(
+    flight: SingleFlight, redis_client: redis.Redis
+) -> None:
+    """A failure released after the waiter subscribed reaches it, even when the lock is already
+    gone at the waiter's next look."""
+    lease = flight.try_acquire(2)
+    assert lease is not None
+    released = []
+
+    def fetch() -> None:  # runs once the waiter is subscribed, before it looks at the lock
+        if not released:
+            released.append(flight.release(lease, f"{ERROR}database down"))
+
+    with pytest.raises(DashboardUnavailable, match="database down"):
+        flight.wait(2, fetch, time.monotonic() + 30)
+    assert released == [True]
 
 
 def test_waiter_gives_up_at_deadline(flight: SingleFlight) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import replace
@@ -92,16 +93,20 @@ def test_real_worker_consumes_warm_task(
 def test_beat_keeps_keys_warm_every_period(
     settings: Settings, pg: Engine, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    """With worker and beat running, the value is recomputed once per period, newer each time."""
+    """With worker and beat running, the value is recomputed once per period, newer each time:
+    the passes' own log lines carry increasing generations and the stored value is one of them."""
     fast = replace(settings, refresh_seconds=1, ttl_seconds=60)
     add_categories(pg, ["work"])
     key = KeySchema(fast.key_prefix).value(Kind.AGGREGATES, None)
     with worker_process(fast) as worker, beat_process(fast, tmp_path / "beat"):
-        worker.lines_with("recompute.finished", 4, timeout=30)
-        generations = []
-        for _ in range(2):
-            generations.append(wait_for_key(redis_client, key)["generation"])
-            worker.lines_with("recompute.finished", 4 + len(generations), timeout=30)
-    assert generations[1] > generations[0]
+        worker.lines_with("recompute.finished", 6, timeout=60)
+        stored = wait_for_key(redis_client, key)["generation"]
+    finished = [json.loads(line) for line in worker.lines if "recompute.finished" in line]
+    generations = [line["generation"] for line in finished]
+    assert len(generations) >= 6
+    assert all(earlier < later for earlier, later in itertools.pairwise(generations)), generations
+    assert all(line["outcome"] == "written" for line in finished)
+    assert stored in generations
+    assert stored >= generations[5]
     sent = [line for line in worker.lines if "dashcache.warm_all" in line and "received" in line]
     assert len(sent) >= 5
