@@ -20,6 +20,7 @@ from sqlalchemy import Engine, bindparam, insert, select, text, update
 
 from shared.events.types import EmailCreated, EmailRow, EmailUpdated, Event
 from shared.models import Email
+from shared.snapshots import current_txid
 
 INSERT_SHARE = 0.5
 MARK_READ_SHARE = 0.4
@@ -51,12 +52,14 @@ class Mutation:
     email_id: int
     before: EmailRow | None
     after: EmailRow
+    txid: int | None = None
+    """Its transaction's id, once committed on PostgreSQL (what `track_mutations` fills in)."""
 
     def event(self) -> Event:
         """The mutation event a web process publishes after committing it."""
         if self.before is None:
-            return EmailCreated(self.account_id, self.email_id, self.after)
-        return EmailUpdated(self.account_id, self.email_id, self.before, self.after)
+            return EmailCreated(self.account_id, self.email_id, self.after, txid=self.txid)
+        return EmailUpdated(self.account_id, self.email_id, self.before, self.after, txid=self.txid)
 
     @property
     def moves_progress(self) -> bool:
@@ -140,8 +143,14 @@ def apply(engine: Engine, batch: Sequence[Mutation]) -> list[Mutation]:
             ids = [int(email_id) for email_id in conn.scalars(query, rows)]
         if updates:
             conn.execute(_UPDATE, [_update_params(m) for m in updates])
+        txid = current_txid(conn)
     inserted = iter(ids)
-    return [replace(m, email_id=next(inserted)) if m.change is Change.INSERT else m for m in batch]
+    return [
+        replace(m, email_id=next(inserted), txid=txid)
+        if m.change is Change.INSERT
+        else replace(m, txid=txid)
+        for m in batch
+    ]
 
 
 _UPDATE = (

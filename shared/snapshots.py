@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from shared.errors import InvalidArgument
@@ -53,8 +53,10 @@ def current_snapshot(session: Session) -> Snapshot | None:
     return Snapshot.parse(found)
 
 
-def current_txid(session: Session) -> int | None:
-    """The id of the session's transaction (assigning one if needed); None off PostgreSQL."""
-    if session.get_bind().dialect.name != "postgresql":
+def current_txid(executor: Session | Connection) -> int | None:
+    """The id of the transaction of a session or connection (assigning one if needed); None off
+    PostgreSQL."""
+    bind = executor.get_bind() if isinstance(executor, Session) else executor
+    if bind.dialect.name != "postgresql":
         return None
-    return int(session.execute(text("SELECT pg_current_xact_id()::text")).scalar_one())
+    return int(executor.execute(text("SELECT pg_current_xact_id()::text")).scalar_one())
