@@ -1,0 +1,98 @@
+"""The fenced write, in Lua: a value is stored only over an older generation (see shared/store.py).
+
+With a delta state it also applies again the logged deltas the value's snapshot did not see,
+reports drift from the stored state, and prunes the delta log (shared/maintained.py).
+"""
+
+from shared.maintained import LUA_LIBRARY
+
+# KEYS: seq, scopes, then per write: value, state, scope's delta log.   ARGV: ttl, then per write:
+# generation, payload, scope token, state JSON ('' without a snapshot), kind.
+# Returns per write {1 written or 0 fenced, drift fields}. A stored generation above the counter
+# means the counter was lost (Redis restarted with values restored): the write is accepted and
+# the counter raised past it, so ordering holds again from the next ticket on.
+# With a state: refused when its snapshot is older than what the delta log was pruned to (deltas
+# it did not see may be gone; the stored value is newer). Deltas of the log its snapshot did not
+# see are applied again (and the value rendered from the state), the drift from the stored state
+# is returned, and the log is pruned of deltas every stored state of the scope sees.
+FENCED_WRITE_SCRIPT = (
+    LUA_LIBRARY
+    + """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = ARGV[1]
+local out = {}
+for i = 3, #KEYS, 3 do
+  local base = (i - 3) / 3 * 5 + 2
+  local generation = tonumber(ARGV[base])
+  local payload, kind, state_raw = ARGV[base + 1], ARGV[base + 4], ARGV[base + 3]
+  local accept = 1
+  local fields = {}
+  local current = redis.call('GET', KEYS[i])
+  if current then
+    local stored = tonumber(string.match(current, '^{"generation":(%d+),'))
+    if not stored then
+      local ok, decoded = pcall(cjson.decode, current)
+      stored = ok and tonumber(decoded['generation']) or 0
+    end
+    if stored > seq then
+      redis.call('SET', KEYS[1], stored)
+      seq = stored
+    elseif stored >= generation then
+      accept = 0
+    end
+  end
+  local log = KEYS[i + 2]
+  local s = nil
+  if accept == 1 and state_raw ~= '' then
+    s = open_state(state_raw, kind)
+    local old_raw = redis.call('GET', KEYS[i + 1])
+    local horizon = redis.call('HGET', log, '~h')
+    if horizon and old_raw and lt(s.snap[1], horizon) then accept = 0 end
+    if accept == 1 then
+      local entries = redis.call('HGETALL', log)
+      local changed = false
+      for j = 1, #entries, 2 do
+        if string.sub(entries[j], 1, 1) ~= '~' then
+          local txid, logged, before, after = parse_entry(entries[j + 1])
+          if not visible(s.snap, txid) then
+            if logged < generation and not lt(txid, s.snap[2]) then
+              redis.call('HDEL', log, entries[j])
+            elseif touches(kind, before, after) then
+              apply(s, kind, before, after)
+              changed = true
+            end
+          end
+        end
+      end
+      if changed then payload = render(s, kind) end
+      if old_raw then
+        local old = open_state(old_raw, kind)
+        if old then fields = drift(old, s, kind) end
+      end
+      redis.call('SET', KEYS[i + 1], close_state(s), 'EX', ttl)
+      redis.call('HSET', log, '~x:' .. kind, s.snap[1])
+      local marks = redis.call('HMGET', log, '~x:agg', '~x:bd')
+      if marks[1] and marks[2] then
+        local low = lt(marks[1], marks[2]) and marks[1] or marks[2]
+        if not horizon or lt(horizon, low) then
+          for j = 1, #entries, 2 do
+            local txid = string.match(entries[j + 1], '^(%d+)|')
+            if txid and lt(txid, low) then redis.call('HDEL', log, entries[j]) end
+          end
+          redis.call('HSET', log, '~h', low)
+        end
+      end
+      redis.call('EXPIRE', log, ttl)
+    end
+  elseif accept == 1 then
+    redis.call('DEL', KEYS[i + 1])
+  end
+  if accept == 1 then
+    redis.call('SET', KEYS[i], payload, 'EX', ttl)
+    redis.call('SADD', KEYS[2], ARGV[base + 2])
+  end
+  out[#out + 1] = {accept, fields}
+end
+return out
+"""
+)
