@@ -2,7 +2,8 @@
 three modes, and the event loop's lag while the reader misses, bypasses and meets a hung Redis.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
-    REDIS_URL=redis://127.0.0.1:6379/13 python -m bench.async_reader [--emails N] [--seconds N]
+    REDIS_URL=redis://127.0.0.1:6379/13 python -m dashcache.bench.async_reader \\
+        [--emails N] [--seconds N]
 
 Creates (and drops) a PostgreSQL database of its own on DATABASE_URL's server, seeded once with
 `--emails` emails; uses REDIS_URL under key prefixes of its own, deleted afterwards. Prints
@@ -27,16 +28,16 @@ from pathlib import Path
 import click
 import redis
 
-from bench.database import bench_database
-from bench.reader_latency import percentiles
-from bench.shutdown import exit_on_sigterm
-from shared.async_reader import AsyncDashboardReader
-from shared.config import Settings
-from shared.errors import DashcacheError
-from shared.keys import KeySchema, Kind
-from shared.metrics import close_all
-from shared.reader import DashboardReader
-from shared.redis_server import SilentPort, free_port
+from dashcache.async_reader import AsyncDashboardReader
+from dashcache.bench.database import bench_database
+from dashcache.bench.reader_latency import percentiles
+from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.config import Settings
+from dashcache.errors import DashcacheError
+from dashcache.keys import KeySchema, Kind
+from dashcache.metrics import close_all
+from dashcache.reader import DashboardReader
+from dashcache.redis_server import SilentPort, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COLD_READERS = 50
@@ -244,8 +245,9 @@ def bench_web(settings: Settings, workers: int, clients: int, seconds: float) ->
         env = {**os.environ, **settings.to_env(), "DASHCACHE_BENCH_MODE": mode}
         env["DASHCACHE_LOG_LEVEL"] = "WARNING"
         server = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
-            [sys.executable, "-m", "uvicorn", "bench.async_web_app:app", "--port", str(port),
-             "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+            [sys.executable, "-m", "uvicorn", "dashcache.bench.async_web_app:app",
+             "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+             "--no-access-log"],
             cwd=ROOT, env=env,
         )  # fmt: skip
         try:

@@ -6,7 +6,7 @@
 - `live`: no cache, each repository call computes the scope from the database in a thread
   (the best an uncached app does without blocking its loop).
 
-    DASHCACHE_BENCH_MODE=sync uvicorn bench.async_web_app:app --workers 2
+    DASHCACHE_BENCH_MODE=sync uvicorn dashcache.bench.async_web_app:app --workers 2
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import os
 from functools import cache
 from typing import Any
 
+from dashcache import clock
+from dashcache.config import Settings
+from dashcache.db import make_engine
+from dashcache.reader import DashboardReader
+from dashcache.recompute import snapshot
+from dashcache.stats import ScopeStats, compute_scope
 from examples.fastapi_dashboard import app, dashboard_repository
-from shared import clock
-from shared.config import Settings
-from shared.db import make_engine
-from shared.reader import DashboardReader
-from shared.recompute import snapshot
-from shared.stats import ScopeStats, compute_scope
 
 MODE = os.environ.get("DASHCACHE_BENCH_MODE", "async")
 

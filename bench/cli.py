@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from bench.profiles import PROFILES
-from bench.shutdown import exit_on_sigterm
-from shared.cli.schema import refuse_on_mapped_schema
-from shared.cli.support import friendly_errors
-from shared.config import Settings
-from shared.errors import ConfigError
-from shared.logging import configure_logging
+from dashcache.bench.profiles import PROFILES
+from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.cli.schema import refuse_on_mapped_schema
+from dashcache.cli.support import friendly_errors
+from dashcache.config import Settings
+from dashcache.errors import ConfigError
+from dashcache.logging import configure_logging
 
 
 @click.command()
@@ -49,7 +49,7 @@ def bench(
     beat's logs to DIR/logs.
     """
     try:
-        from bench.runner import run_bench
+        from dashcache.bench.runner import run_bench
     except ImportError as error:
         raise ConfigError(
             f"the bench needs its optional dependencies: pip install 'dashcache[bench]' ({error})"

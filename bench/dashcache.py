@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import redis
 
-from bench.launcher import WorkerAndBeat
-from bench.mutations import Mutation
-from bench.strategies import BenchContext, Reading
-from shared.events import EventPublisher
-from shared.keys import KeySchema, Kind, Scope
-from shared.reader import DashboardReader
+from dashcache.bench.launcher import WorkerAndBeat
+from dashcache.bench.mutations import Mutation
+from dashcache.bench.strategies import BenchContext, Reading
+from dashcache.events import EventPublisher
+from dashcache.keys import KeySchema, Kind, Scope
+from dashcache.reader import DashboardReader
 
 WARM_TIMEOUT_SECONDS = 60.0
 WORKER_CONCURRENCY = 2
@@ -23,7 +23,7 @@ class Dashcache:
     """Worker, beat, events and reader, as deployed.
 
     Worker and beat keep every scope warm; each committed batch is published as events
-    (`shared.events.EventPublisher`); reads go through `DashboardReader`.
+    (`dashcache.events.EventPublisher`); reads go through `DashboardReader`.
 
     With `background=False` no process runs: only the reader library, on cold keys.
     """

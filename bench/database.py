@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from shared import clock
-from shared.db import init_db, make_engine
-from shared.errors import InvalidArgument
-from shared.keys import Scope
-from shared.models import Email
-from shared.recompute import snapshot
-from shared.seed import SeedPlan, seed_database
-from shared.stats import ScopeStats, compute_scope
+from dashcache import clock
+from dashcache.db import init_db, make_engine
+from dashcache.errors import InvalidArgument
+from dashcache.keys import Scope
+from dashcache.models import Email
+from dashcache.recompute import snapshot
+from dashcache.seed import SeedPlan, seed_database
+from dashcache.stats import ScopeStats, compute_scope
 
 QUIET_TIMEOUT_SECONDS = 30.0
 TRUTH_APPLICATION = "dashcache-bench-truth"

@@ -1,6 +1,6 @@
-"""Measure event freshness with a real worker: `python -m bench.event_lag --emails 100000`.
+"""Event freshness with a real worker: `python -m dashcache.bench.event_lag --emails 100000`.
 
-Creates a PostgreSQL database of its own, seeds it (`shared.seed`), starts a Celery worker
+Creates a PostgreSQL database of its own, seeds it (`dashcache.seed`), starts a Celery worker
 (concurrency 2) on a key prefix of its own, then measures:
 
 - isolated events: a tracked session flips one email's `is_unread` in the biggest account and
@@ -43,14 +43,14 @@ import click
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import sessionmaker
 
-from bench.database import bench_database
-from bench.pgstats import read_counters
-from bench.shutdown import exit_on_sigterm
-from shared.config import Settings
-from shared.events import EmailRow, EmailUpdated, EventPublisher, track_mutations
-from shared.keys import KeySchema, Kind, Scope
-from shared.models import Email
-from shared.store import RedisStore, make_redis
+from dashcache.bench.database import bench_database
+from dashcache.bench.pgstats import read_counters
+from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.config import Settings
+from dashcache.events import EmailRow, EmailUpdated, EventPublisher, track_mutations
+from dashcache.keys import KeySchema, Kind, Scope
+from dashcache.models import Email
+from dashcache.store import RedisStore, make_redis
 
 ACCOUNT = 1
 """Seeded accounts are log-uniform: account 1 is the biggest."""
@@ -65,7 +65,16 @@ def running_worker(settings: Settings, log_path: Path) -> Iterator[Path]:
     """
     log_settings = {"DASHCACHE_LOG_FORMAT": "json", "DASHCACHE_LOG_LEVEL": "INFO"}
     env = {**os.environ, **settings.to_env(), **log_settings}
-    command = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "dashcache.worker",
+        "worker",
+        "--concurrency",
+        "2",
+    ]
     command += ["--without-gossip", "--without-mingle", "--loglevel", "INFO"]
     with log_path.open("w") as log:
         worker = subprocess.Popen(command, env=env, stderr=log, stdout=subprocess.DEVNULL)  # noqa: S603

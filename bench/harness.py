@@ -8,14 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.dashcache import Dashcache
-from bench.database import BenchDatabase
-from bench.matview import MatView
-from bench.profiles import Profile
-from bench.strategies import BenchContext, Live, Reading, Strategy, TtlInvalidate
-from shared.keys import Kind, Scope
-from shared.recompute import to_data
-from shared.stats import ScopeStats
+from dashcache.bench.dashcache import Dashcache
+from dashcache.bench.database import BenchDatabase
+from dashcache.bench.matview import MatView
+from dashcache.bench.profiles import Profile
+from dashcache.bench.strategies import BenchContext, Live, Reading, Strategy, TtlInvalidate
+from dashcache.keys import Kind, Scope
+from dashcache.recompute import to_data
+from dashcache.stats import ScopeStats
 
 STRATEGIES = ("live", "ttl-invalidate", "matview", "dashcache")
 LONG_PERIOD_SECONDS = 3600

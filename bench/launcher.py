@@ -10,14 +10,14 @@ from pathlib import Path
 
 import psutil
 
-from shared.config import Settings
+from dashcache.config import Settings
 
 STOP_TIMEOUT_SECONDS = 15.0
 
 
 def celery_command(*args: str) -> list[str]:
-    """`celery -A worker ARGS` with this interpreter."""
-    return [sys.executable, "-m", "celery", "-A", "worker", *args]
+    """`celery -A dashcache.worker ARGS` with this interpreter."""
+    return [sys.executable, "-m", "celery", "-A", "dashcache.worker", *args]
 
 
 def celery_env(settings: Settings) -> dict[str, str]:
@@ -32,7 +32,7 @@ def worker_args(concurrency: int) -> list[str]:
 
 
 class Celery:
-    """`celery -A worker ARGS` as a child process with the settings' environment.
+    """`celery -A dashcache.worker ARGS` as a child process with the settings' environment.
 
     Its stderr goes to a file (kept for a failed run's diagnosis), never to the bench's output.
     """

@@ -1,6 +1,6 @@
 """The materialized-view strategy: PostgreSQL keeps the numbers, refreshed on a schedule.
 
-The view is the every-scope query of `shared.stats` itself, with `now()` as its clock: one row
+The view is the every-scope query of `dashcache.stats` itself, with `now()` as its clock: one row
 per (account, category) with every FILTER count, and the time of the refresh. A unique index on
 (account, category), NULL categories included, lets `REFRESH ... CONCURRENTLY` run beside reads.
 A read sums the rows of its scope and folds them with the same code as every other strategy.
@@ -16,13 +16,13 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, text
 from sqlalchemy.dialects import postgresql
 
-from bench.mutations import Mutation
-from bench.strategies import BenchContext, Reading, reading
-from shared.db import make_engine
-from shared.keys import Kind, Scope
-from shared.recompute import snapshot
-from shared.schema.tables import DEMO_TABLES
-from shared.stats import every_scope_query, fold_counts, load_categories
+from dashcache.bench.mutations import Mutation
+from dashcache.bench.strategies import BenchContext, Reading, reading
+from dashcache.db import make_engine
+from dashcache.keys import Kind, Scope
+from dashcache.recompute import snapshot
+from dashcache.schema.tables import DEMO_TABLES
+from dashcache.stats import every_scope_query, fold_counts, load_categories
 
 # The view's name is a constant of this module, never input: the f-strings below are safe.
 VIEW = "dashboard_mv"

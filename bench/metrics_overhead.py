@@ -1,6 +1,6 @@
 """Read-path cost of metrics: median cache-hit latency with metrics on and off, interleaved.
 
-    make bench        # or: .venv/bin/python -m bench.metrics_overhead [READS]
+    make bench        # or: .venv/bin/python -m dashcache.bench.metrics_overhead [READS]
 
 Uses the Redis of REDIS_URL under a key prefix of its own (deleted at the end) and a throwaway
 SQLite file (a hit never touches the database). Prints medians and their ratio; asserts nothing.
@@ -16,13 +16,13 @@ import timeit
 import uuid
 from dataclasses import replace
 
-from bench.shutdown import exit_on_sigterm
-from shared.config import Settings
-from shared.db import init_db, make_engine
-from shared.keys import KeySchema, Kind
-from shared.metrics import Metrics
-from shared.reader import DashboardReader
-from shared.store import RedisStore, make_redis
+from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.config import Settings
+from dashcache.db import init_db, make_engine
+from dashcache.keys import KeySchema, Kind
+from dashcache.metrics import Metrics
+from dashcache.reader import DashboardReader
+from dashcache.store import RedisStore, make_redis
 
 
 def main(reads: int) -> None:

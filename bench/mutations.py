@@ -4,7 +4,7 @@ A batch of mutations commits in one transaction (one for a web request, more for
 or an import). New emails arrive already
 read, so `total_emails - unread_count` of the all-accounts scope grows by exactly one with every
 insert and every mark-read, and by nothing else: a value's progress counter says which prefix
-of the stream it reflects (see `bench.staleness`).
+of the stream it reflects (see `dashcache.bench.staleness`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from enum import StrEnum
 
 from sqlalchemy import Engine, bindparam, insert, select, text, update
 
-from shared.events.types import EmailCreated, EmailRow, EmailUpdated, Event
-from shared.models import Email
-from shared.snapshots import current_txid
+from dashcache.events.types import EmailCreated, EmailRow, EmailUpdated, Event
+from dashcache.models import Email
+from dashcache.snapshots import current_txid
 
 INSERT_SHARE = 0.5
 MARK_READ_SHARE = 0.4

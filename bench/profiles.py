@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from shared.errors import InvalidArgument
+from dashcache.errors import InvalidArgument
 
 TEN_MILLION = 10_000_000
 

@@ -1,6 +1,6 @@
 """Measure the reader: hit latency against a raw GET, a cold stampede, and reads with Redis down.
 
-    DATABASE_URL=postgresql://... REDIS_URL=redis://... python -m bench.reader_latency
+    DATABASE_URL=postgresql://... REDIS_URL=redis://... python -m dashcache.bench.reader_latency
 
 Uses the configured database (seed it first: `dashcache seed`) and Redis under key prefixes of
 its own, deleted afterwards; the Redis-down part starts a `redis-server` of its own and pauses it.
@@ -24,14 +24,14 @@ import click
 import redis
 from sqlalchemy import event
 
-from bench.shutdown import exit_on_sigterm
-from shared.config import Settings
-from shared.keys import Kind
-from shared.logging import configure_logging
-from shared.metrics import close_all
-from shared.reader import DashboardReader
-from shared.reader.breaker import CircuitBreaker
-from shared.redis_server import RedisServer
+from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.config import Settings
+from dashcache.keys import Kind
+from dashcache.logging import configure_logging
+from dashcache.metrics import close_all
+from dashcache.reader import DashboardReader
+from dashcache.reader.breaker import CircuitBreaker
+from dashcache.redis_server import RedisServer
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

@@ -10,20 +10,20 @@ from typing import Any
 
 import redis
 
-from bench.database import bench_database
-from bench.harness import Run, log_progress
-from bench.machine import describe, load_average
-from bench.plot import write_png
-from bench.profiles import TEN_MILLION, Profile
-from bench.report import markdown, write_json
-from bench.scenario_latency import run_latency
-from bench.scenario_mixed import run_mixed
-from bench.scenario_recompute import run_recompute
-from bench.scenario_stampede import run_stampede
-from bench.strategies import BenchContext
-from shared.config import Settings
-from shared.metrics import metrics_for
-from shared.store import make_redis
+from dashcache.bench.database import bench_database
+from dashcache.bench.harness import Run, log_progress
+from dashcache.bench.machine import describe, load_average
+from dashcache.bench.plot import write_png
+from dashcache.bench.profiles import TEN_MILLION, Profile
+from dashcache.bench.report import markdown, write_json
+from dashcache.bench.scenario_latency import run_latency
+from dashcache.bench.scenario_mixed import run_mixed
+from dashcache.bench.scenario_recompute import run_recompute
+from dashcache.bench.scenario_stampede import run_stampede
+from dashcache.bench.strategies import BenchContext
+from dashcache.config import Settings
+from dashcache.metrics import metrics_for
+from dashcache.store import make_redis
 
 REDIS_TIMEOUT_SECONDS = 5.0
 OUTPUTS = ("results.json", "results.md", "results.png")

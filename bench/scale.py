@@ -1,4 +1,4 @@
-"""How an every-scope pass grows with the number of accounts: `python -m bench.scale`.
+"""How an every-scope pass grows with the number of accounts: `python -m dashcache.bench.scale`.
 
 For each account count, a PostgreSQL database of the bench's own is seeded with the same number
 of emails; then, in this process:
@@ -25,17 +25,17 @@ from typing import Any
 
 import click
 
-from bench.dashcache import bytes_per_scope
-from bench.database import BenchDatabase, bench_database
-from bench.shutdown import exit_on_sigterm
-from bench.timing import ratio
-from shared import clock
-from shared.config import Settings
-from shared.keys import KeySchema
-from shared.recompute import recompute_every_scope, snapshot
-from shared.schema.tables import tables_of
-from shared.stats import streamed_every_scope_query
-from shared.store import RedisStore, make_redis
+from dashcache import clock
+from dashcache.bench.dashcache import bytes_per_scope
+from dashcache.bench.database import BenchDatabase, bench_database
+from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.bench.timing import ratio
+from dashcache.config import Settings
+from dashcache.keys import KeySchema
+from dashcache.recompute import recompute_every_scope, snapshot
+from dashcache.schema.tables import tables_of
+from dashcache.stats import streamed_every_scope_query
+from dashcache.store import RedisStore, make_redis
 
 CATEGORIES = 20
 MEMORY_SAMPLE = 200

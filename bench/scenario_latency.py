@@ -11,10 +11,10 @@ import json
 import time
 from typing import Any
 
-from bench.harness import STRATEGIES, Run
-from bench.strategies import Strategy
-from bench.timing import percentile, ratio, summary_ms
-from shared.keys import KeySchema, Kind, Scope
+from dashcache.bench.harness import STRATEGIES, Run
+from dashcache.bench.strategies import Strategy
+from dashcache.bench.timing import percentile, ratio, summary_ms
+from dashcache.keys import KeySchema, Kind, Scope
 
 RAW = "raw-redis-get"
 

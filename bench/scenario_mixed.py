@@ -3,7 +3,7 @@
 One strategy at a time: readers start (warm-up), mutations come at a steady rate (one per
 transaction), then the burst as fast as one writer commits it (a bulk action: `burst_batch` per
 transaction), then a quiet tail; readers read all along. Database load is
-read from PostgreSQL's statistics (`bench.pgstats`) between two moments when nothing is
+read from PostgreSQL's statistics (`dashcache.bench.pgstats`) between two moments when nothing is
 connected to the bench database, so it includes the strategy's own set-up (a view's creation,
 the worker's start-up warm) and its settling. Afterwards every checked value is polled until it
 equals the database's truth, up to the profile's settle time; the truth checks themselves are
@@ -19,17 +19,17 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from bench.database import TRUTH_APPLICATION
-from bench.harness import STRATEGIES, Run, matches_truth
-from bench.mutations import Mutation, apply, plan, unread_pool
-from bench.pgstats import ActivitySampler, read_counters
-from bench.staleness import ProgressClock
-from bench.strategies import Strategy
-from bench.timing import percentile, summary_ms
-from shared import clock
-from shared.db import make_engine
-from shared.keys import Kind, Scope
-from shared.models import Category
+from dashcache import clock
+from dashcache.bench.database import TRUTH_APPLICATION
+from dashcache.bench.harness import STRATEGIES, Run, matches_truth
+from dashcache.bench.mutations import Mutation, apply, plan, unread_pool
+from dashcache.bench.pgstats import ActivitySampler, read_counters
+from dashcache.bench.staleness import ProgressClock
+from dashcache.bench.strategies import Strategy
+from dashcache.bench.timing import percentile, summary_ms
+from dashcache.db import make_engine
+from dashcache.keys import Kind, Scope
+from dashcache.models import Category
 
 HOT_ACCOUNTS = 10
 CHECKED_ACCOUNTS = 3

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from statistics import median
 from typing import Any
 
-from bench.harness import Run
-from bench.matview import autocommit, create_view, drop_view, refresh
-from bench.timing import ratio
-from shared.keys import KeySchema
-from shared.recompute import recompute_every_scope
-from shared.store import RedisStore
+from dashcache.bench.harness import Run
+from dashcache.bench.matview import autocommit, create_view, drop_view, refresh
+from dashcache.bench.timing import ratio
+from dashcache.keys import KeySchema
+from dashcache.recompute import recompute_every_scope
+from dashcache.store import RedisStore
 
 RECOMPUTE = "recompute_every_scope"
 REFRESH = "refresh_matview"

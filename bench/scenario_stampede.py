@@ -1,7 +1,7 @@
 """Scenario 3: cold-key stampede. Many readers ask for the same cold value at the same moment.
 
 The all-accounts scope is made cold (cached values deleted), then readers released by one
-barrier read it. Dashboard queries are counted by PostgreSQL (`bench.pgstats`) between
+barrier read it. Dashboard queries are counted by PostgreSQL (`dashcache.bench.pgstats`) between
 two quiet moments. dashcache runs without worker and beat here (the reader library alone), so
 no schedule fills the key behind the readers' backs; matview's schedule is idle for the same
 reason (a view has no cold keys: its cost is one small query per reader).
@@ -13,11 +13,11 @@ import threading
 import time
 from typing import Any
 
-from bench.harness import STRATEGIES, Run
-from bench.pgstats import read_counters
-from bench.strategies import Strategy
-from bench.timing import summary_ms
-from shared.keys import Kind
+from dashcache.bench.harness import STRATEGIES, Run
+from dashcache.bench.pgstats import read_counters
+from dashcache.bench.strategies import Strategy
+from dashcache.bench.timing import summary_ms
+from dashcache.keys import Kind
 
 
 def run_stampede(run: Run) -> dict[str, Any]:

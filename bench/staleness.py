@@ -1,7 +1,7 @@
 """How far behind the truth a value a reader got was, from the mutation stream's progress.
 
 Every insert and mark-read of the stream adds exactly one to `total_emails - unread_count` of
-the all-accounts scope (see `bench.mutations`), and one writer commits them in order. So
+the all-accounts scope (see `dashcache.bench.mutations`), and one writer commits them in order. So
 a value whose counter is `base + k` reflects the first k of them and none after: it was behind
 the truth since the commit of mutation k + 1, if that commit happened before the read began.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.stats import ScopeStats
+from dashcache.stats import ScopeStats
 
 
 def progress_of(aggregates: dict[str, Any]) -> int:

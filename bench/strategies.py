@@ -1,6 +1,6 @@
 """The strategies compared, behind one protocol: live and ttl-invalidate (the others have modules).
 
-Every strategy serves the same numbers (the one-pass queries of `shared.stats`); they differ
+Every strategy serves the same numbers (the one-pass queries of `dashcache.stats`); they differ
 in where the numbers come from and when they are recomputed.
 """
 
@@ -18,14 +18,14 @@ from typing import Any, Protocol
 import redis
 from sqlalchemy import Engine
 
-from bench.mutations import Mutation
-from shared import clock
-from shared.config import Settings
-from shared.db import make_engine
-from shared.keys import Kind, Scope, scope_token
-from shared.recompute import snapshot, to_data
-from shared.stats import ScopeStats, compute_scope
-from shared.store import Envelope
+from dashcache import clock
+from dashcache.bench.mutations import Mutation
+from dashcache.config import Settings
+from dashcache.db import make_engine
+from dashcache.keys import Kind, Scope, scope_token
+from dashcache.recompute import snapshot, to_data
+from dashcache.stats import ScopeStats, compute_scope
+from dashcache.store import Envelope
 
 TTL_SECONDS = 600
 

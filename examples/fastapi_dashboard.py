@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 
-from shared.async_reader import AsyncDashboardReader, DashboardRepository
-from shared.errors import CacheUnavailable, DashboardUnavailable
+from dashcache.async_reader import AsyncDashboardReader, DashboardRepository
+from dashcache.errors import CacheUnavailable, DashboardUnavailable
 
 
 @asynccontextmanager

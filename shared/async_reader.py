@@ -6,8 +6,8 @@ repository = DashboardRepository(reader)         # the app's repository, as a dr
 await reader.aclose()
 """
 
-from shared.reader.async_reader import AsyncDashboardReader
-from shared.reader.repository import DashboardRepository
-from shared.reader.rules import DashboardValue
+from dashcache.reader.async_reader import AsyncDashboardReader
+from dashcache.reader.repository import DashboardRepository
+from dashcache.reader.rules import DashboardValue
 
 __all__ = ["AsyncDashboardReader", "DashboardRepository", "DashboardValue"]

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from shared.errors import ConfigError
-from shared.schema.mapping import load_mapping
+from dashcache.errors import ConfigError
+from dashcache.schema.mapping import load_mapping
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ import math
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.models import Base
+from dashcache.models import Base
 
 
 def make_engine(

@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery
 
-from shared.config import Settings
+from dashcache.config import Settings
 
 WARM_ALL = "dashcache.warm_all"
 """Recompute every scope in one pass (beat sends it to the schedule queue)."""
@@ -23,7 +23,7 @@ RECOMPUTE_TARGETS = "dashcache.recompute_targets"
 """Event recompute of one scope: args `[scope token or "every", [kind, ...]]` (events queue)."""
 
 INGEST_EVENTS = "dashcache.ingest_events"
-"""Events from any producer: args `[[event wire form, ...]]` (events queue; see shared.events)."""
+"""Events from any producer: args `[[event wire form, ...]]` (events queue; dashcache.events)."""
 
 
 class TaskSender:

@@ -4,7 +4,7 @@ With a delta state it also applies again the logged deltas the value's snapshot 
 reports drift from the stored state, and prunes the delta log (shared/maintained.py).
 """
 
-from shared.maintained import LUA_LIBRARY
+from dashcache.maintained import LUA_LIBRARY
 
 # KEYS: seq, scopes, then per write: value, state, scope's delta log.   ARGV: ttl, then per write:
 # generation, payload, scope token, state JSON ('' without a snapshot), kind.

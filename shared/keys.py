@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.errors import InvalidArgument
+from dashcache.errors import InvalidArgument
 
 SCHEMA = "v1"
 ALL_SCOPE = "all"

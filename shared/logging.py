@@ -1,11 +1,11 @@
 """Logging that behaves inside a host process, and the worker's and CLI's rendering of it.
 
 Every dashcache module logs events (a name and fields) through the standard `logging` module,
-under its own module logger (`shared.reader`, `shared.store`, ...). Used as a library, dashcache
-therefore prints nothing itself and never touches the root logger: the host's handlers, levels
-and filters decide what happens to its records. A record's message is the event with its fields
-(`reader.fallback kind=aggregates scope=a1 ...`, URL passwords masked) and the fields ride along
-as the record attribute `dashcache` (a dict), for a host's structured formatter.
+under its own module logger (`dashcache.reader`, `dashcache.store`, ...). Used as a library,
+dashcache therefore prints nothing itself and never touches the root logger: the host's
+handlers, levels and filters decide what happens to its records. A record's message is the event
+with its fields (`reader.fallback kind=aggregates scope=a1 ...`, URL passwords masked) and the
+fields ride along as the record attribute `dashcache` (a dict), for a host's structured formatter.
 
 The worker, beat and the CLI call `configure_logging`: one stderr handler on the root logger
 renders every record (dashcache's with their fields, Celery's and SQLAlchemy's too) as JSON lines
@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from shared.config import Settings
+from dashcache.config import Settings
 
 FIELDS_ATTRIBUTE = "dashcache"
 """The LogRecord attribute holding an event's name and fields."""
@@ -31,7 +31,7 @@ _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^\s:/@]*:)[^\s@/]+(?P<
 
 # A library's top logger gets a NullHandler (Python's logging HOWTO), so a host that configured
 # no handler at all does not get WARNING records on stderr from logging's last-resort handler.
-logging.getLogger("shared").addHandler(logging.NullHandler())
+logging.getLogger("dashcache").addHandler(logging.NullHandler())
 
 
 def redact(text: str) -> str:

@@ -15,7 +15,7 @@ Ids and times are decimal strings: Lua numbers are doubles, exact only to 2**53.
 (kept per scope in `P:v1:deltas:S`, field `txid:email_id`) is `txid|seq|before|after`, a row
 being `category,unread,auto_labeled,created_at_us` (empty for none) and `seq` the generation
 counter when it was logged. Rendering a value from its state gives the same JSON data as
-`shared.recompute.to_data` (tests/events/test_deltas.py compares them).
+`dashcache.recompute.to_data` (tests/events/test_deltas.py compares them).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from shared.keys import Kind
-from shared.snapshots import Snapshot
-from shared.stats import WEEK, ScopeStats
+from dashcache.keys import Kind
+from dashcache.snapshots import Snapshot
+from dashcache.stats import WEEK, ScopeStats
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -37,11 +37,11 @@ from typing import Literal
 
 import redis
 
-from shared.config import Settings
-from shared.errors import InvalidArgument
-from shared.keys import KeySchema, Kind
-from shared.logging import get_logger
-from shared.store import make_redis
+from dashcache.config import Settings
+from dashcache.errors import InvalidArgument
+from dashcache.keys import KeySchema, Kind
+from dashcache.logging import get_logger
+from dashcache.store import make_redis
 
 log = get_logger(__name__)
 

@@ -15,12 +15,12 @@ from typing import Literal
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from shared import clock
-from shared.keys import Kind, Scope
-from shared.maintained import state_json
-from shared.snapshots import Snapshot, current_snapshot
-from shared.stats import ScopeStats, compute_accounts, compute_scope, stream_every_scope
-from shared.store import Drift, Envelope, RedisStore, Write, Written
+from dashcache import clock
+from dashcache.keys import Kind, Scope
+from dashcache.maintained import state_json
+from dashcache.snapshots import Snapshot, current_snapshot
+from dashcache.stats import ScopeStats, compute_accounts, compute_scope, stream_every_scope
+from dashcache.store import Drift, Envelope, RedisStore, Write, Written
 
 ALL_KINDS = (Kind.AGGREGATES, Kind.BREAKDOWN)
 

@@ -14,8 +14,8 @@ from itertools import islice
 
 from sqlalchemy import Connection, Engine, func, insert, select, text
 
-from shared.errors import InvalidArgument
-from shared.models import Category, Email
+from dashcache.errors import InvalidArgument
+from dashcache.models import Category, Email
 
 CHUNK_SIZE = 50_000
 MAX_DAYS = 36_500

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from shared.errors import InvalidArgument
+from dashcache.errors import InvalidArgument
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, null, select
 from sqlalchemy.orm import Session
 
-from shared.keys import Scope
-from shared.schema.tables import MappedTables, tables_of
+from dashcache.keys import Scope
+from dashcache.schema.tables import MappedTables, tables_of
 
 WEEK = timedelta(days=7)
 BATCH_SCOPES = 1000

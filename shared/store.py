@@ -18,9 +18,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from shared.fence import FENCED_WRITE_SCRIPT
-from shared.keys import KeySchema, Kind, Scope, parse_scope_token, scope_token
-from shared.logging import get_logger
+from dashcache.fence import FENCED_WRITE_SCRIPT
+from dashcache.keys import KeySchema, Kind, Scope, parse_scope_token, scope_token
+from dashcache.logging import get_logger
 
 log = get_logger(__name__)
 

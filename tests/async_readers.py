@@ -10,9 +10,9 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from typing import Any, TypeVar
 
-from shared.async_reader import AsyncDashboardReader
-from shared.config import Settings
-from shared.reader import DashboardValue
+from dashcache.async_reader import AsyncDashboardReader
+from dashcache.config import Settings
+from dashcache.reader import DashboardValue
 from tests.helpers import count_queries
 from tests.readers import Outcome
 

@@ -17,11 +17,11 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from shared.config import Settings
-from shared.db import init_db, make_engine
-from shared.metrics import close_all
-from shared.reader import DashboardReader
-from shared.redis_server import RedisServer
+from dashcache.config import Settings
+from dashcache.db import init_db, make_engine
+from dashcache.metrics import close_all
+from dashcache.reader import DashboardReader
+from dashcache.redis_server import RedisServer
 from tests.helpers import captured_events
 
 PG_ADMIN_URL = os.environ.get(

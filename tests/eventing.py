@@ -12,8 +12,8 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.config import Settings
-from shared.events import (
+from dashcache.config import Settings
+from dashcache.events import (
     EmailCreated,
     EmailDeleted,
     EmailUpdated,
@@ -21,10 +21,10 @@ from shared.events import (
     EventPublisher,
     track_mutations,
 )
-from shared.events.coalesce import Run
-from shared.keys import ACCOUNTS_SCOPE, ALL_SCOPE, EVERY_SCOPE, KeySchema, Kind, Scope
-from shared.recompute import snapshot, to_data
-from shared.stats import compute_scope
+from dashcache.events.coalesce import Run
+from dashcache.keys import ACCOUNTS_SCOPE, ALL_SCOPE, EVERY_SCOPE, KeySchema, Kind, Scope
+from dashcache.recompute import snapshot, to_data
+from dashcache.stats import compute_scope
 
 
 def tracked_sessions(

@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import Engine, event, insert
 
-from shared import clock
-from shared.keys import Kind, Scope
-from shared.logging import FIELDS_ATTRIBUTE
-from shared.models import Category, Email
-from shared.store import Envelope, RedisStore, Write
+from dashcache import clock
+from dashcache.keys import Kind, Scope
+from dashcache.logging import FIELDS_ATTRIBUTE
+from dashcache.models import Category, Email
+from dashcache.store import Envelope, RedisStore, Write
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -105,7 +105,7 @@ class _EventCollector(logging.Handler):
 
 
 @contextmanager
-def captured_events(name: str = "shared") -> Iterator[list[dict[str, Any]]]:
+def captured_events(name: str = "dashcache") -> Iterator[list[dict[str, Any]]]:
     """The events dashcache's loggers under `name` log inside the block, every level, as dicts
     (event, fields, log_level), taken from the standard `logging` records themselves."""
     logger, collector = logging.getLogger(name), _EventCollector()

@@ -14,10 +14,10 @@ import logging
 import sys
 from dataclasses import replace
 
-from shared.async_reader import AsyncDashboardReader
-from shared.config import Settings
-from shared.errors import DashboardUnavailable
-from shared.reader import DashboardReader
+from dashcache.async_reader import AsyncDashboardReader
+from dashcache.config import Settings
+from dashcache.errors import DashboardUnavailable
+from dashcache.reader import DashboardReader
 
 
 class Collect(logging.Handler):

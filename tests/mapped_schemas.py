@@ -30,9 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from shared import clock
-from shared.keys import Scope
-from shared.stats import growth_percentage
+from dashcache import clock
+from dashcache.keys import Scope
+from dashcache.stats import growth_percentage
 
 DAY = timedelta(days=1)
 AGES = (1, 3, 5, 9, 11, 13, 20)

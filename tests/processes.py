@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.launcher import celery_command, celery_env, worker_args
-from shared.config import Settings
+from dashcache.bench.launcher import celery_command, celery_env, worker_args
+from dashcache.config import Settings
 
 
 class Process:
@@ -83,7 +83,7 @@ class Process:
 
 @contextmanager
 def celery_process(settings: Settings, *args: str, ready: str) -> Iterator[Process]:
-    """Run `celery -A worker ARGS` until the block ends; wait for a line containing `ready`."""
+    """Run `celery -A dashcache.worker ARGS` until the block ends; wait for a line with `ready`."""
     process = Process(celery_command(*args), celery_env(settings))
     try:
         process.wait_for(ready)

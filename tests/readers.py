@@ -12,8 +12,8 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
-from shared.config import Settings
-from shared.reader import DashboardReader, DashboardValue
+from dashcache.config import Settings
+from dashcache.reader import DashboardReader, DashboardValue
 from tests.helpers import count_queries
 
 

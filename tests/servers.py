@@ -1,4 +1,4 @@
-"""What a fault test controls besides Redis (shared.redis_server): a TCP proxy it can cut and
+"""What a fault test controls besides Redis (dashcache.redis_server): a TCP proxy it can cut and
 restore, and the pool processes of a worker."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import socket
 import subprocess
 import threading
 
-from shared.redis_server import free_port
+from dashcache.redis_server import free_port
 
 
 def pool_children(pid: int) -> list[int]:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from shared.config import Settings
-from shared.errors import ConfigError
+from dashcache.config import Settings
+from dashcache.errors import ConfigError
 
 
 def test_defaults_need_no_environment() -> None:

@@ -19,12 +19,12 @@ import redis
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock
-from shared.config import Settings
-from shared.events import EventPublisher
-from shared.keys import KeySchema, Kind, Scope
-from shared.models import Category, Email
-from shared.reader import DashboardReader
+from dashcache import clock
+from dashcache.config import Settings
+from dashcache.events import EventPublisher
+from dashcache.keys import KeySchema, Kind, Scope
+from dashcache.models import Category, Email
+from dashcache.reader import DashboardReader
 from tests.cli.test_cli import run
 from tests.eventing import markers, tracked_sessions
 from tests.helpers import wait_until

@@ -10,11 +10,11 @@ from pathlib import Path
 import redis
 from sqlalchemy import Engine
 
-from shared.config import Settings
-from shared.errors import CacheUnavailable, DashcacheError
-from shared.keys import KeySchema, Kind
-from shared.reader import DashboardReader
-from shared.redis_server import RedisServer
+from dashcache.config import Settings
+from dashcache.errors import CacheUnavailable, DashcacheError
+from dashcache.keys import KeySchema, Kind
+from dashcache.reader import DashboardReader
+from dashcache.redis_server import RedisServer
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import Process, beat_process, worker_process
 from tests.readers import ReadLoop

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from shared.config import ENV_NAMES, Settings
-from shared.errors import ConfigError, InvalidArgument, InvalidEvent
-from shared.events.types import (
+from dashcache.config import ENV_NAMES, Settings
+from dashcache.errors import ConfigError, InvalidArgument, InvalidEvent
+from dashcache.events.types import (
     MAX_ID,
     CategoriesChanged,
     CategoryChange,
@@ -30,8 +30,8 @@ from shared.events.types import (
     decode_event,
     encode_event,
 )
-from shared.keys import SCHEMA, KeySchema, Kind, check_account_id, parse_scope_token, scope_token
-from shared.reader import DashboardReader
+from dashcache.keys import SCHEMA, KeySchema, Kind, check_account_id, parse_scope_token, scope_token
+from dashcache.reader import DashboardReader
 
 PREFIX_CHARS = string.ascii_letters + string.digits + "_.-"
 prefixes = st.text(PREFIX_CHARS, min_size=1, max_size=64)

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from kombu import Connection, Exchange, Producer
 from sqlalchemy import Engine
 
-from shared import clock
-from shared.config import Settings
-from shared.dispatch import WARM_ALL, TaskSender
-from shared.keys import Kind
-from shared.reader import DashboardReader
-from shared.recompute import recompute_every_scope
-from shared.store import Envelope, Write
+from dashcache import clock
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_ALL, TaskSender
+from dashcache.keys import Kind
+from dashcache.reader import DashboardReader
+from dashcache.recompute import recompute_every_scope
+from dashcache.store import Envelope, Write
 from tests.helpers import NOW, Row, add_categories, add_emails
 from tests.processes import worker_process
 

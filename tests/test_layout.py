@@ -6,8 +6,9 @@ import ast
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[1] / "shared"
+"""The library, installed as `dashcache` (worker/ and bench/ as `dashcache.worker`, `.bench`)."""
 ROOMS = ("reader", "events", "observe", "cli")
-ENTRY_POINTS = {"shared.async_reader": "reader"}
+ENTRY_POINTS = {"dashcache.async_reader": "reader"}
 """Public modules at the top that re-export a room's names (the contract's import paths)."""
 
 
@@ -24,19 +25,32 @@ def imports_of(path: Path) -> set[str]:
 
 
 def room_of(module: str) -> str | None:
-    """The room a `shared.*` module belongs to, `core` for the top level, None outside."""
+    """The room a `dashcache.*` module of shared/ belongs to, `core` for the top level, None
+    outside (the worker, the benchmarks and other packages)."""
     if module in ENTRY_POINTS:
         return ENTRY_POINTS[module]
     parts = module.split(".")
-    if parts[0] != "shared" or len(parts) < 2:
+    if parts[0] != "dashcache" or len(parts) < 2 or parts[1] in ("worker", "bench"):
         return None
     return parts[1] if parts[1] in ROOMS else "core"
 
 
+def module_of(path: Path) -> str:
+    """Installed name of a file of shared/: `shared/reader/rules.py` is dashcache.reader.rules."""
+    return ".".join(("dashcache", *path.relative_to(SHARED).with_suffix("").parts))
+
+
 def test_shared_never_imports_the_worker_or_the_benchmarks() -> None:
-    """`shared` is what the worker and readers share: it imports neither `worker` nor `bench`."""
+    """shared/ is what the worker and readers share: it imports neither `dashcache.worker` nor
+    `dashcache.bench`, nor any top-level name but `dashcache` of the project's own."""
     for path in SHARED.rglob("*.py"):
-        bad = {name for name in imports_of(path) if name.split(".")[0] in ("worker", "bench")}
+        names = imports_of(path)
+        bad = {
+            n
+            for n in names
+            if n.split(".")[:2] in (["dashcache", "worker"], ["dashcache", "bench"])
+        }
+        bad |= {n for n in names if n.split(".")[0] in ("shared", "worker", "bench", "tests")}
         assert not bad, (path, bad)
 
 
@@ -51,8 +65,8 @@ def test_no_import_runs_back_up() -> None:
         "cli": {"core", "cli", "reader", "events", "observe"},
     }
     for path in SHARED.rglob("*.py"):
-        module = ".".join(path.relative_to(SHARED.parent).with_suffix("").parts)
-        room = room_of(module.removesuffix(".__init__"))
+        module = module_of(path).removesuffix(".__init__")
+        room = room_of(module)
         if room is None:  # shared/__init__.py
             continue
         used = {room_of(name) for name in imports_of(path)} - {None}

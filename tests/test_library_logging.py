@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from shared.config import Settings
+from dashcache.config import Settings
 from tests.helpers import NOW, Row, add_emails
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,10 +49,10 @@ def test_host_handler_receives_records_and_stdout_is_the_hosts(settings: Setting
     assert report["root_untouched"] is True
     seen = {(r["logger"], r["event"], r["level"]) for r in report["records"]}
     assert {
-        ("shared.reader.sync_reader", "reader.fallback", "INFO"),
-        ("shared.reader.sync_reader", "reader.database_failed", "WARNING"),
-        ("shared.reader.async_reader", "reader.fallback", "INFO"),
-        ("shared.reader.async_reader", "reader.database_failed", "WARNING"),
+        ("dashcache.reader.sync_reader", "reader.fallback", "INFO"),
+        ("dashcache.reader.sync_reader", "reader.database_failed", "WARNING"),
+        ("dashcache.reader.async_reader", "reader.fallback", "INFO"),
+        ("dashcache.reader.async_reader", "reader.database_failed", "WARNING"),
     } <= seen
     fallback = next(r for r in report["records"] if r["event"] == "reader.fallback")
     assert fallback["message"].startswith("reader.fallback kind=aggregates scope=a1 ")

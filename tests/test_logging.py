@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from shared.config import Settings
-from shared.logging import configure_logging, get_logger, redact
+from dashcache.config import Settings
+from dashcache.logging import configure_logging, get_logger, redact
 
 
 @pytest.mark.parametrize(

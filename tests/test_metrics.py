@@ -11,16 +11,16 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
-from shared.config import Settings
-from shared.dispatch import WARM_SCOPE, TaskSender
-from shared.errors import DashboardUnavailable, InvalidArgument
-from shared.events import EmailCreated, EmailRow, EmailUpdated, EventPublisher
-from shared.events.ingest import ingest
-from shared.keys import KeySchema, Kind
-from shared.metrics import Metrics
-from shared.observe.totals import Totals, read_totals
-from shared.reader import DashboardReader
-from shared.redis_server import RedisServer
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_SCOPE, TaskSender
+from dashcache.errors import DashboardUnavailable, InvalidArgument
+from dashcache.events import EmailCreated, EmailRow, EmailUpdated, EventPublisher
+from dashcache.events.ingest import ingest
+from dashcache.keys import KeySchema, Kind
+from dashcache.metrics import Metrics
+from dashcache.observe.totals import Totals, read_totals
+from dashcache.reader import DashboardReader
+from dashcache.redis_server import RedisServer
 from tests.helpers import NOW, Row, add_categories, add_emails, captured_events
 from tests.processes import worker_process
 

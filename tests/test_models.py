@@ -7,8 +7,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
-from shared.db import init_db, make_engine
-from shared.models import Category, Email
+from dashcache.db import init_db, make_engine
+from dashcache.models import Category, Email
 
 
 def test_init_db_is_idempotent(any_db: Engine) -> None:

@@ -14,14 +14,14 @@ from sqlalchemy import Engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from bench.launcher import celery_command, celery_env
-from shared.config import Settings
-from shared.db import make_engine
-from shared.keys import KeySchema, Kind
-from shared.models import Category
-from shared.observe.verify import verify
-from shared.reader import DashboardReader
-from shared.redis_server import RedisServer, free_port
+from dashcache.bench.launcher import celery_command, celery_env
+from dashcache.config import Settings
+from dashcache.db import make_engine
+from dashcache.keys import KeySchema, Kind
+from dashcache.models import Category
+from dashcache.observe.verify import verify
+from dashcache.reader import DashboardReader
+from dashcache.redis_server import RedisServer, free_port
 from tests.cli.test_cli import run
 from tests.conftest import PG_ADMIN_URL
 from tests.helpers import NOW, Row, add_categories, add_emails

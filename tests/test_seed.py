@@ -1,4 +1,4 @@
-"""`shared.seed`: bulk-loaded demo data on both dialects."""
+"""`dashcache.seed`: bulk-loaded demo data on both dialects."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from shared.db import init_db, make_engine
-from shared.errors import InvalidArgument
-from shared.models import Category, Email
-from shared.seed import SeedPlan, category_names, generate_rows, seed_database
+from dashcache.db import init_db, make_engine
+from dashcache.errors import InvalidArgument
+from dashcache.models import Category, Email
+from dashcache.seed import SeedPlan, category_names, generate_rows, seed_database
 
 NOW = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from shared.stats import (
+from dashcache.stats import (
     compute_every_scope,
     compute_scope,
     growth_percentage,

@@ -6,8 +6,8 @@ import json
 
 import redis
 
-from shared.keys import KeySchema, Kind
-from shared.store import Envelope, RedisStore, Write
+from dashcache.keys import KeySchema, Kind
+from dashcache.store import Envelope, RedisStore, Write
 from tests.helpers import NOW
 
 

@@ -1,5 +1,5 @@
-"""The dashcache worker: `celery -A worker worker` and `celery -A worker beat`."""
+"""The dashcache worker: `celery -A dashcache.worker worker` and `... beat`."""
 
-from worker.app import app
+from dashcache.worker.app import app
 
 __all__ = ["app"]

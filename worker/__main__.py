@@ -1,4 +1,4 @@
-"""`python -m worker` (what `make run` runs): worker and beat on embedded defaults.
+"""`python -m dashcache.worker` (what `make run` runs): worker and beat on embedded defaults.
 
 With nothing configured it uses a SQLite file seeded with demo data, and starts its own Redis
 when none answers on localhost. Configured through the environment, it only runs both processes.
@@ -14,17 +14,17 @@ from types import FrameType
 
 from sqlalchemy import func, select
 
-from shared import clock
-from shared.config import DEFAULT_REDIS_URL, Settings
-from shared.db import init_db, make_engine
-from shared.logging import configure_logging, get_logger
-from shared.models import Email
-from shared.seed import SeedPlan, seed_database
-from worker import embedded_redis
+from dashcache import clock
+from dashcache.config import DEFAULT_REDIS_URL, Settings
+from dashcache.db import init_db, make_engine
+from dashcache.logging import configure_logging, get_logger
+from dashcache.models import Email
+from dashcache.seed import SeedPlan, seed_database
+from dashcache.worker import embedded_redis
 
 DEMO = SeedPlan(emails=50_000, categories=12, accounts=25, days=30, seed=1)
 
-log = get_logger("worker.run")
+log = get_logger("dashcache.worker.run")
 
 
 def main() -> int:
@@ -37,7 +37,7 @@ def main() -> int:
         log.info("embedded_redis.started", url=DEFAULT_REDIS_URL)
     if "DATABASE_URL" not in os.environ and settings.schema_file is None:
         seed_demo(settings)
-    celery = [sys.executable, "-m", "celery", "-A", "worker"]
+    celery = [sys.executable, "-m", "celery", "-A", "dashcache.worker"]
     workers = [
         subprocess.Popen([*celery, "worker", "--loglevel", "INFO", "--without-gossip"]),  # noqa: S603
         subprocess.Popen([*celery, "beat", "--loglevel", "INFO"]),  # noqa: S603

@@ -9,20 +9,20 @@ from celery import Celery, signals
 from kombu.entity import Queue
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.config import Settings
-from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL
-from shared.errors import SchemaError
-from shared.logging import configure_logging, get_logger, redact
-from shared.metrics import close_all
-from shared.schema.check import engine_for
-from worker.runtime import reset_runtime
-from worker.schedule import beat_config
+from dashcache.config import Settings
+from dashcache.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL
+from dashcache.errors import SchemaError
+from dashcache.logging import configure_logging, get_logger, redact
+from dashcache.metrics import close_all
+from dashcache.schema.check import engine_for
+from dashcache.worker.runtime import reset_runtime
+from dashcache.worker.schedule import beat_config
 
 settings = Settings.from_env()
 log = get_logger(__name__)
 EXIT_SCHEMA = 2
 
-app = Celery("dashcache", include=["worker.tasks"])
+app = Celery("dashcache", include=["dashcache.worker.tasks"])
 app.conf.update(
     broker_url=settings.broker_url,
     broker_connection_retry=True,

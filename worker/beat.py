@@ -19,7 +19,7 @@ from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
 from redis.exceptions import LockNotOwnedError, RedisError
 
-from shared.logging import get_logger, redact
+from dashcache.logging import get_logger, redact
 
 log = get_logger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from shared.redis_server import RedisServer
+from dashcache.redis_server import RedisServer
 
 
 def answers(url: str) -> bool:

@@ -7,12 +7,12 @@ from functools import cache
 
 from sqlalchemy import Engine
 
-from shared.config import Settings
-from shared.events.publisher import EventPublisher
-from shared.keys import KeySchema
-from shared.metrics import Metrics, metrics_for
-from shared.schema.check import engine_for
-from shared.store import RedisStore, make_redis
+from dashcache.config import Settings
+from dashcache.events.publisher import EventPublisher
+from dashcache.keys import KeySchema
+from dashcache.metrics import Metrics, metrics_for
+from dashcache.schema.check import engine_for
+from dashcache.store import RedisStore, make_redis
 
 
 @dataclass(frozen=True, slots=True)

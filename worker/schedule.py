@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from shared.config import Settings
-from shared.dispatch import WARM_ALL
-from shared.keys import KeySchema
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_ALL
+from dashcache.keys import KeySchema
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -40,7 +40,7 @@ def beat_config(settings: Settings) -> dict[str, Any]:
     timeout = max(settings.redis_timeout_seconds, 5.0)
     return {
         "beat_schedule": beat_schedule(settings),
-        "beat_scheduler": "worker.beat:SingletonScheduler",
+        "beat_scheduler": "dashcache.worker.beat:SingletonScheduler",
         "beat_max_loop_interval": beat_loop_seconds(settings),
         "redbeat_redis_url": settings.redis_url,
         "redbeat_key_prefix": KeySchema(settings.key_prefix).beat,

@@ -9,19 +9,19 @@ from typing import Any, overload
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import clock
-from shared.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL, WARM_SCOPE
-from shared.errors import InvalidEvent
-from shared.events.coalesce import Claim
-from shared.events.deadletter import dead_letter
-from shared.events.ingest import ingest
-from shared.events.runner import EventRun, check_run, recompute_targets, run_label
-from shared.keys import Scope, check_account_id, scope_token
-from shared.logging import get_logger
-from shared.metrics import Trigger
-from shared.recompute import RecomputeResult, recompute_every_scope, recompute_scope
-from worker.app import app
-from worker.runtime import runtime
+from dashcache import clock
+from dashcache.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL, WARM_SCOPE
+from dashcache.errors import InvalidEvent
+from dashcache.events.coalesce import Claim
+from dashcache.events.deadletter import dead_letter
+from dashcache.events.ingest import ingest
+from dashcache.events.runner import EventRun, check_run, recompute_targets, run_label
+from dashcache.keys import Scope, check_account_id, scope_token
+from dashcache.logging import get_logger
+from dashcache.metrics import Trigger
+from dashcache.recompute import RecomputeResult, recompute_every_scope, recompute_scope
+from dashcache.worker.app import app
+from dashcache.worker.runtime import runtime
 
 log = get_logger(__name__)
 

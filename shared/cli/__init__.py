@@ -1,5 +1,5 @@
-"""The `dashcache` command (`shared.cli:main`)."""
+"""The `dashcache` command (`dashcache.cli:main`)."""
 
-from shared.cli.main import main
+from dashcache.cli.main import main
 
 __all__ = ["main"]

@@ -1,6 +1,6 @@
 """The `dashcache` command: set up the database, seed demo data, warm and read values.
 
-The observability commands (stats, health, metrics) live in `shared.cli.observe`. Commands of
+The observability commands (stats, health, metrics) live in `dashcache.cli.observe`. Commands of
 other packages join through the `dashcache.commands` entry point group: `bench` (the
 `bench` package) does, so `shared` never imports the benchmarks.
 """
@@ -14,19 +14,19 @@ from importlib.metadata import entry_points
 import click
 from sqlalchemy import Engine
 
-from shared import clock
-from shared.cli.observe import health, metrics, stats
-from shared.cli.schema import refuse_on_mapped_schema, schema
-from shared.cli.support import EXIT_DIFFERENT, friendly_errors
-from shared.config import Settings
-from shared.db import init_db, make_engine
-from shared.keys import KeySchema
-from shared.logging import configure_logging, redact
-from shared.observe.verify import verify as verify_cache
-from shared.reader import DashboardReader
-from shared.recompute import recompute_every_scope, recompute_scope
-from shared.schema.check import engine_for
-from shared.store import RedisStore, make_redis
+from dashcache import clock
+from dashcache.cli.observe import health, metrics, stats
+from dashcache.cli.schema import refuse_on_mapped_schema, schema
+from dashcache.cli.support import EXIT_DIFFERENT, friendly_errors
+from dashcache.config import Settings
+from dashcache.db import init_db, make_engine
+from dashcache.keys import KeySchema
+from dashcache.logging import configure_logging, redact
+from dashcache.observe.verify import verify as verify_cache
+from dashcache.reader import DashboardReader
+from dashcache.recompute import recompute_every_scope, recompute_scope
+from dashcache.schema.check import engine_for
+from dashcache.store import RedisStore, make_redis
 
 
 @click.group()
@@ -75,7 +75,7 @@ def seed(
     settings: Settings, emails: int, categories: int, accounts: int, days: int, seed_value: int
 ) -> None:
     """Add reproducible demo emails (creates the tables first if missing)."""
-    from shared.seed import SeedPlan, seed_database
+    from dashcache.seed import SeedPlan, seed_database
 
     refuse_on_mapped_schema(settings, "seed")
     plan = SeedPlan(emails, categories, accounts, days, seed_value)

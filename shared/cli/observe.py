@@ -8,17 +8,17 @@ import sys
 import click
 from sqlalchemy import Engine
 
-from shared import clock
-from shared.cli.support import friendly_errors
-from shared.config import Settings
-from shared.db import make_engine
-from shared.keys import KeySchema
-from shared.observe.freshness import read_freshness
-from shared.observe.health import run_checks
-from shared.observe.prometheus import serve
-from shared.observe.report import render_table, report
-from shared.observe.totals import read_totals
-from shared.store import make_redis
+from dashcache import clock
+from dashcache.cli.support import friendly_errors
+from dashcache.config import Settings
+from dashcache.db import make_engine
+from dashcache.keys import KeySchema
+from dashcache.observe.freshness import read_freshness
+from dashcache.observe.health import run_checks
+from dashcache.observe.prometheus import serve
+from dashcache.observe.report import render_table, report
+from dashcache.observe.totals import read_totals
+from dashcache.store import make_redis
 
 EXIT_UNHEALTHY = 1
 PROBE_CONNECT_TIMEOUT_SECONDS = 5

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from shared.cli.support import friendly_errors
-from shared.config import Settings
-from shared.errors import ConfigError
-from shared.schema.check import check_schema, engine_for
-from shared.schema.mapping import describe
-from shared.schema.tables import index_ddl, tables_of
+from dashcache.cli.support import friendly_errors
+from dashcache.config import Settings
+from dashcache.errors import ConfigError
+from dashcache.schema.check import check_schema, engine_for
+from dashcache.schema.mapping import describe
+from dashcache.schema.tables import index_ddl, tables_of
 
 
 @click.group()

@@ -11,8 +11,8 @@ import click
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.errors import CacheUnavailable, DashboardUnavailable, DashcacheError
-from shared.logging import redact
+from dashcache.errors import CacheUnavailable, DashboardUnavailable, DashcacheError
+from dashcache.logging import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shared.events.targeting import Target
-from shared.keys import KeySchema, Kind, parse_scope_token
-from shared.maintained import LUA_LIBRARY
+from dashcache.events.targeting import Target
+from dashcache.keys import KeySchema, Kind, parse_scope_token
+from dashcache.maintained import LUA_LIBRARY
 
 SCOPES_PER_CALL = 200
 """Scopes one script call updates (so no single call blocks Redis for long)."""

@@ -16,8 +16,8 @@ import time
 import weakref
 from collections.abc import Callable
 
-from shared.events.types import Event
-from shared.logging import get_logger
+from dashcache.events.types import Event
+from dashcache.logging import get_logger
 
 log = get_logger(__name__)
 

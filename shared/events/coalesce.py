@@ -34,10 +34,17 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.config import Settings
-from shared.errors import InvalidArgument
-from shared.events.targeting import Target
-from shared.keys import ACCOUNTS_SCOPE, ALL_SCOPE, EVERY_SCOPE, KeySchema, Kind, parse_scope_token
+from dashcache.config import Settings
+from dashcache.errors import InvalidArgument
+from dashcache.events.targeting import Target
+from dashcache.keys import (
+    ACCOUNTS_SCOPE,
+    ALL_SCOPE,
+    EVERY_SCOPE,
+    KeySchema,
+    Kind,
+    parse_scope_token,
+)
 
 ALREADY_PENDING = -1
 WHILE_RUNNING = -2

@@ -12,10 +12,10 @@ from typing import Any
 
 import redis
 
-from shared import clock
-from shared.errors import InvalidEvent
-from shared.keys import KeySchema
-from shared.logging import get_logger
+from dashcache import clock
+from dashcache.errors import InvalidEvent
+from dashcache.keys import KeySchema
+from dashcache.logging import get_logger
 
 DEAD_LETTER_CAP = 1000
 """Entries kept in the dead-letter list (newest first)."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shared.events.types import EmailCreated, EmailDeleted, EmailRow, EmailUpdated, Event
-from shared.keys import ALL_SCOPE, scope_token
-from shared.maintained import micros
+from dashcache.events.types import EmailCreated, EmailDeleted, EmailRow, EmailUpdated, Event
+from dashcache.keys import ALL_SCOPE, scope_token
+from dashcache.maintained import micros
 
 
 @dataclass(slots=True)

@@ -7,11 +7,11 @@ A bad payload is never retried and never raises out of the worker: it is logged
 
 from __future__ import annotations
 
-from shared.errors import InvalidEvent
-from shared.events.deadletter import dead_letter
-from shared.events.publisher import EventPublisher
-from shared.events.types import decode_batch
-from shared.keys import KeySchema
+from dashcache.errors import InvalidEvent
+from dashcache.events.deadletter import dead_letter
+from dashcache.events.publisher import EventPublisher
+from dashcache.events.types import decode_batch
+from dashcache.keys import KeySchema
 
 
 def ingest(payload: object, publisher: EventPublisher) -> int:

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import Table, inspect, select
 from sqlalchemy.orm import Mapper, Session
 
-from shared.events.types import EmailRow
-from shared.logging import get_logger
-from shared.schema.mapping import Flag, TableName
-from shared.schema.tables import MappedTables
+from dashcache.events.types import EmailRow
+from dashcache.logging import get_logger
+from dashcache.schema.mapping import Flag, TableName
+from dashcache.schema.tables import MappedTables
 
 log = get_logger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.events.types import EmailCreated, EmailDeleted, EmailUpdated, Event
+from dashcache.events.types import EmailCreated, EmailDeleted, EmailUpdated, Event
 
 EMAIL_EVENTS = (EmailCreated, EmailUpdated, EmailDeleted)
 

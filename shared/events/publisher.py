@@ -18,19 +18,19 @@ from functools import cache
 
 import redis
 
-from shared.config import Settings
-from shared.dispatch import RECOMPUTE_TARGETS, TaskSender
-from shared.events.apply import Applied, DeltaApplier
-from shared.events.batching import Batcher
-from shared.events.coalesce import Coalescer, Run, run_scope
-from shared.events.deltas import split
-from shared.events.targeting import Target, targets_of, targets_of_all
-from shared.events.tenancy import check_tenancy
-from shared.events.types import Event, check_event
-from shared.keys import KeySchema
-from shared.metrics import metrics_for
-from shared.schema.mapping import load_mapping
-from shared.store import make_redis
+from dashcache.config import Settings
+from dashcache.dispatch import RECOMPUTE_TARGETS, TaskSender
+from dashcache.events.apply import Applied, DeltaApplier
+from dashcache.events.batching import Batcher
+from dashcache.events.coalesce import Coalescer, Run, run_scope
+from dashcache.events.deltas import split
+from dashcache.events.targeting import Target, targets_of, targets_of_all
+from dashcache.events.tenancy import check_tenancy
+from dashcache.events.types import Event, check_event
+from dashcache.keys import KeySchema
+from dashcache.metrics import metrics_for
+from dashcache.schema.mapping import load_mapping
+from dashcache.store import make_redis
 
 
 class EventPublisher:

@@ -26,12 +26,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from shared import clock
-from shared.errors import InvalidEvent
-from shared.events.coalesce import Claim, Coalescer, Run, is_account_token
-from shared.events.deadletter import dead_letter
-from shared.events.targeting import Target
-from shared.keys import (
+from dashcache import clock
+from dashcache.errors import InvalidEvent
+from dashcache.events.coalesce import Claim, Coalescer, Run, is_account_token
+from dashcache.events.deadletter import dead_letter
+from dashcache.events.targeting import Target
+from dashcache.keys import (
     ACCOUNTS_SCOPE,
     ALL_SCOPE,
     EVERY_SCOPE,
@@ -39,15 +39,15 @@ from shared.keys import (
     parse_scope_token,
     scope_token,
 )
-from shared.logging import get_logger
-from shared.metrics import Metrics
-from shared.recompute import (
+from dashcache.logging import get_logger
+from dashcache.metrics import Metrics
+from dashcache.recompute import (
     RecomputeResult,
     recompute_accounts,
     recompute_every_scope,
     recompute_scope,
 )
-from shared.store import RedisStore
+from dashcache.store import RedisStore
 
 MAX_ACCOUNT_FAILURES = 3
 """Failed recomputes in a row after which an account's event run is given up (dead-lettered)."""

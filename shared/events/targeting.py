@@ -20,14 +20,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.events.types import (
+from dashcache.events.types import (
     CategoriesChanged,
     CategoryChange,
     EmailCreated,
     EmailDeleted,
     Event,
 )
-from shared.keys import ALL_SCOPE, EVERY_SCOPE, Kind, scope_token
+from dashcache.keys import ALL_SCOPE, EVERY_SCOPE, Kind, scope_token
 
 BOTH = (Kind.AGGREGATES, Kind.BREAKDOWN)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.errors import InvalidEvent
-from shared.events.types import CategoriesChanged, Event
+from dashcache.errors import InvalidEvent
+from dashcache.events.types import CategoriesChanged, Event
 
 
 def check_tenancy(events: Sequence[Event], multi_tenant: bool) -> None:

@@ -19,7 +19,7 @@ back savepoint's events are kept: an extra event only costs a recompute, a missi
 value).
 
 Not seen: bulk `update()` / `delete()` / `insert()` statements and raw SQL. Whoever runs them
-publishes the matching events (`shared.events.publish_many`) after committing.
+publishes the matching events (`dashcache.events.publish_many`) after committing.
 A publish failure after the commit is logged (`event.publish_failed`), never raised: the data
 is committed, and the schedule refreshes the values within one period.
 """
@@ -32,12 +32,12 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from shared.config import Settings
-from shared.errors import InvalidEvent
-from shared.events.mapped_classes import EMAIL_ROLES, EmailClass, MappedClass, MappedClasses
-from shared.events.netting import EMAIL_EVENTS, net_events
-from shared.events.publisher import publish_many as default_publish_many
-from shared.events.types import (
+from dashcache.config import Settings
+from dashcache.errors import InvalidEvent
+from dashcache.events.mapped_classes import EMAIL_ROLES, EmailClass, MappedClass, MappedClasses
+from dashcache.events.netting import EMAIL_EVENTS, net_events
+from dashcache.events.publisher import publish_many as default_publish_many
+from dashcache.events.types import (
     CategoriesChanged,
     CategoryChange,
     EmailCreated,
@@ -45,10 +45,10 @@ from shared.events.types import (
     EmailUpdated,
     Event,
 )
-from shared.logging import get_logger
-from shared.schema.mapping import SchemaMapping, load_mapping
-from shared.schema.tables import build_tables
-from shared.snapshots import current_txid
+from dashcache.logging import get_logger
+from dashcache.schema.mapping import SchemaMapping, load_mapping
+from dashcache.schema.tables import build_tables
+from dashcache.snapshots import current_txid
 
 _PENDING = "dashcache.events"
 _FETCHED = "dashcache.old_rows"

@@ -35,7 +35,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.errors import InvalidEvent
+from dashcache.errors import InvalidEvent
 
 MAX_ID = 2**63 - 1
 

@@ -13,8 +13,8 @@ from datetime import datetime
 
 import redis
 
-from shared.keys import KeySchema, Kind, parse_scope_token
-from shared.metrics import KIND_LABELS
+from dashcache.keys import KeySchema, Kind, parse_scope_token
+from dashcache.metrics import KIND_LABELS
 
 MGET_CHUNK = 500
 """Keys per MGET, so no single command blocks Redis for long."""

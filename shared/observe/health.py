@@ -12,11 +12,11 @@ import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.config import Settings
-from shared.keys import KeySchema
-from shared.logging import redact
-from shared.observe.freshness import Freshness, read_freshness
-from shared.observe.totals import read_totals
+from dashcache.config import Settings
+from dashcache.keys import KeySchema
+from dashcache.logging import redact
+from dashcache.observe.freshness import Freshness, read_freshness
+from dashcache.observe.totals import read_totals
 
 
 @dataclass(frozen=True, slots=True)

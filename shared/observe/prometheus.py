@@ -19,12 +19,18 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from shared import clock
-from shared.keys import KeySchema
-from shared.logging import get_logger
-from shared.metrics import EVENT_OUTCOMES, KIND_LABELS, READ_OUTCOMES, RECOMPUTE_OUTCOMES, TRIGGERS
-from shared.observe.freshness import Freshness, read_freshness
-from shared.observe.totals import Totals, read_totals
+from dashcache import clock
+from dashcache.keys import KeySchema
+from dashcache.logging import get_logger
+from dashcache.metrics import (
+    EVENT_OUTCOMES,
+    KIND_LABELS,
+    READ_OUTCOMES,
+    RECOMPUTE_OUTCOMES,
+    TRIGGERS,
+)
+from dashcache.observe.freshness import Freshness, read_freshness
+from dashcache.observe.totals import Totals, read_totals
 
 log = get_logger(__name__)
 

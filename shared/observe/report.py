@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.metrics import EVENT_OUTCOMES, KIND_LABELS, READ_OUTCOMES, RECOMPUTE_OUTCOMES, TRIGGERS
-from shared.observe.freshness import Freshness
-from shared.observe.totals import Totals
+from dashcache.metrics import (
+    EVENT_OUTCOMES,
+    KIND_LABELS,
+    READ_OUTCOMES,
+    RECOMPUTE_OUTCOMES,
+    TRIGGERS,
+)
+from dashcache.observe.freshness import Freshness
+from dashcache.observe.totals import Totals
 
 
 def report(totals: Totals, freshness: Freshness) -> dict[str, Any]:

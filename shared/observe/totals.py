@@ -1,4 +1,4 @@
-"""Reading the metric totals every process flushed to Redis (the hash `shared.metrics` fills)."""
+"""Reading the metric totals every process flushed to Redis (the hash `dashcache.metrics` fills)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import redis
 
-from shared.keys import KeySchema
-from shared.metrics import BUCKET_LABELS, LAST_SCHEDULED_RUN
+from dashcache.keys import KeySchema
+from dashcache.metrics import BUCKET_LABELS, LAST_SCHEDULED_RUN
 
 
 @dataclass(frozen=True, slots=True)

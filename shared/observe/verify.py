@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from shared.keys import Kind, Scope
-from shared.recompute import snapshot, to_data
-from shared.stats import ScopeStats, compute_every_scope, compute_scope
-from shared.store import Envelope, RedisStore
+from dashcache.keys import Kind, Scope
+from dashcache.recompute import snapshot, to_data
+from dashcache.stats import ScopeStats, compute_every_scope, compute_scope
+from dashcache.store import Envelope, RedisStore
 
 
 @dataclass(frozen=True, slots=True)

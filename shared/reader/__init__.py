@@ -4,6 +4,6 @@ The mechanisms only readers use live beside it: single flight, compute slots, th
 refresh, the Redis circuit breaker and its health probe, and the outage log throttle.
 """
 
-from shared.reader.sync_reader import DashboardReader, DashboardValue
+from dashcache.reader.sync_reader import DashboardReader, DashboardValue
 
 __all__ = ["DashboardReader", "DashboardValue"]

@@ -6,7 +6,7 @@ when needed, and the event loop never waits on either.
     b = await reader.get_category_breakdown(limit=10, account_id=42, max_age=30)
     await reader.aclose()                             # or: async with AsyncDashboardReader...
 
-The same settings, errors, metrics and guarantees as `shared.reader.DashboardReader` (see its
+The same settings, errors, metrics and guarantees as `dashcache.reader.DashboardReader` (see its
 docstring), with the pure rules shared (shared/reader/rules.py), and these asyncio parts:
 
 - Redis through `redis.asyncio`; a hit is one GET and a parse.
@@ -31,18 +31,18 @@ from redis import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.config import Settings
-from shared.keys import KeySchema, Kind, Scope, check_read_options
-from shared.metrics import Metrics, RecomputeOutcome, metrics_for
-from shared.reader.async_inflight import InFlight
-from shared.reader.async_redis_health import AsyncRedisHealth
-from shared.reader.async_refresh import AsyncRefreshRequester
-from shared.reader.async_singleflight import AsyncSingleFlight
-from shared.reader.async_slots import AsyncComputeSlots
-from shared.reader.async_store import AsyncRedisStore, make_async_redis
-from shared.reader.breaker import CircuitBreaker
-from shared.reader.database import is_single_tenant, reader_engine
-from shared.reader.rules import (
+from dashcache.config import Settings
+from dashcache.keys import KeySchema, Kind, Scope, check_read_options
+from dashcache.metrics import Metrics, RecomputeOutcome, metrics_for
+from dashcache.reader.async_inflight import InFlight
+from dashcache.reader.async_redis_health import AsyncRedisHealth
+from dashcache.reader.async_refresh import AsyncRefreshRequester
+from dashcache.reader.async_singleflight import AsyncSingleFlight
+from dashcache.reader.async_slots import AsyncComputeSlots
+from dashcache.reader.async_store import AsyncRedisStore, make_async_redis
+from dashcache.reader.breaker import CircuitBreaker
+from dashcache.reader.database import is_single_tenant, reader_engine
+from dashcache.reader.rules import (
     LOG_INTERVAL_SECONDS,
     DashboardValue,
     Found,
@@ -54,8 +54,8 @@ from shared.reader.rules import (
     redis_down_error,
     usable,
 )
-from shared.reader.throttle import ThrottledLog
-from shared.recompute import compute_unwritten
+from dashcache.reader.throttle import ThrottledLog
+from dashcache.recompute import compute_unwritten
 
 
 class AsyncDashboardReader:

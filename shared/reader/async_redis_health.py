@@ -8,9 +8,9 @@ import asyncio
 import redis
 from redis import asyncio as aioredis
 
-from shared.reader.breaker import CircuitBreaker
-from shared.reader.redis_health import HealthTracker
-from shared.reader.throttle import ThrottledLog
+from dashcache.reader.breaker import CircuitBreaker
+from dashcache.reader.redis_health import HealthTracker
+from dashcache.reader.throttle import ThrottledLog
 
 
 class AsyncRedisHealth(HealthTracker):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from redis import asyncio as aioredis
 
-from shared.config import Settings
-from shared.keys import KeySchema, Scope
-from shared.reader.refresh import RefreshSender
+from dashcache.config import Settings
+from dashcache.keys import KeySchema, Scope
+from dashcache.reader.refresh import RefreshSender
 
 
 class AsyncRefreshRequester(RefreshSender):

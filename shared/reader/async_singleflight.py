@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 import redis
 from redis import asyncio as aioredis
 
-from shared.errors import DashboardUnavailable
-from shared.keys import KeySchema, Scope
-from shared.reader.redis_health import HealthTracker
-from shared.reader.singleflight import (
+from dashcache.errors import DashboardUnavailable
+from dashcache.keys import KeySchema, Scope
+from dashcache.reader.redis_health import HealthTracker
+from dashcache.reader.singleflight import (
     ABANDONED,
     DELIVERY_SECONDS,
     ERROR,
@@ -127,7 +127,7 @@ class AsyncSingleFlight:
                     raise wait_expired()
                 await listen(pubsub, min(self.poll_seconds, remaining))
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
 
 async def listen(pubsub: Any, timeout: float) -> None:

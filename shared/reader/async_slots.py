@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from shared.errors import DashboardUnavailable
+from dashcache.errors import DashboardUnavailable
 
 T = TypeVar("T")
 

@@ -8,10 +8,10 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from shared.fence import FENCED_WRITE_SCRIPT
-from shared.keys import KeySchema
-from shared.recompute import RecomputeResult
-from shared.store import FencedWritePlan
+from dashcache.fence import FENCED_WRITE_SCRIPT
+from dashcache.keys import KeySchema
+from dashcache.recompute import RecomputeResult
+from dashcache.store import FencedWritePlan
 
 
 def make_async_redis(url: str, timeout_seconds: float) -> aioredis.Redis:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.config import Settings
-from shared.errors import DashboardUnavailable
-from shared.schema.check import engine_for
-from shared.schema.tables import tables_of
+from dashcache.config import Settings
+from dashcache.errors import DashboardUnavailable
+from dashcache.schema.check import engine_for
+from dashcache.schema.tables import tables_of
 
 
 def reader_engine(settings: Settings) -> Engine:

@@ -13,8 +13,8 @@ import time
 
 import redis
 
-from shared.reader.breaker import CircuitBreaker, State
-from shared.reader.throttle import ThrottledLog
+from dashcache.reader.breaker import CircuitBreaker, State
+from dashcache.reader.throttle import ThrottledLog
 
 
 class HealthTracker:

@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from shared.config import Settings
-from shared.dispatch import WARM_SCOPE, TaskSender
-from shared.keys import KeySchema, Scope
-from shared.logging import get_logger
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_SCOPE, TaskSender
+from dashcache.keys import KeySchema, Scope
+from dashcache.logging import get_logger
 
 log = get_logger(__name__)
 

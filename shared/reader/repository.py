@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.keys import Scope, check_account_id
-from shared.reader.async_reader import AsyncDashboardReader
+from dashcache.keys import Scope, check_account_id
+from dashcache.reader.async_reader import AsyncDashboardReader
 
 
 class DashboardRepository:

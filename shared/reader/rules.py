@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import clock
-from shared.errors import CacheUnavailable, DashboardUnavailable, InvalidArgument
-from shared.keys import Kind, Scope, check_account_id, scope_token
-from shared.metrics import Metrics, RecomputeOutcome
-from shared.reader.throttle import ThrottledLog
-from shared.recompute import RecomputeResult
-from shared.schema.tables import single_tenant_problem
-from shared.store import decode_envelope
+from dashcache import clock
+from dashcache.errors import CacheUnavailable, DashboardUnavailable, InvalidArgument
+from dashcache.keys import Kind, Scope, check_account_id, scope_token
+from dashcache.metrics import Metrics, RecomputeOutcome
+from dashcache.reader.throttle import ThrottledLog
+from dashcache.recompute import RecomputeResult
+from dashcache.schema.tables import single_tenant_problem
+from dashcache.store import decode_envelope
 
 Source = Literal["cache", "fallback", "fresh"]
 

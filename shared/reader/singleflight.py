@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 import redis
 
-from shared.errors import DashboardUnavailable
-from shared.keys import KeySchema, Scope
-from shared.reader.redis_health import RedisHealth
+from dashcache.errors import DashboardUnavailable
+from dashcache.keys import KeySchema, Scope
+from dashcache.reader.redis_health import RedisHealth
 
 T = TypeVar("T")
 
@@ -130,7 +130,7 @@ class SingleFlight:
         is still no value (the caller should try to take the lock). Raises `DashboardUnavailable`
         when the holder reports a failure, or at `deadline` (a `time.monotonic()` value).
         """
-        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        pubsub = self.client.pubsub()
         try:
             pubsub.subscribe(self.keys.filled(account_id))
             lock = self.keys.lock(account_id)

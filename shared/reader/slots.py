@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from shared.errors import DashboardUnavailable
+from dashcache.errors import DashboardUnavailable
 
 
 class ComputeSlots:

@@ -35,14 +35,14 @@ from redis import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.config import Settings
-from shared.keys import KeySchema, Kind, Scope, check_read_options
-from shared.metrics import Metrics, RecomputeOutcome, metrics_for
-from shared.reader.breaker import CircuitBreaker
-from shared.reader.database import is_single_tenant, reader_engine
-from shared.reader.redis_health import RedisHealth
-from shared.reader.refresh import RefreshRequester
-from shared.reader.rules import (
+from dashcache.config import Settings
+from dashcache.keys import KeySchema, Kind, Scope, check_read_options
+from dashcache.metrics import Metrics, RecomputeOutcome, metrics_for
+from dashcache.reader.breaker import CircuitBreaker
+from dashcache.reader.database import is_single_tenant, reader_engine
+from dashcache.reader.redis_health import RedisHealth
+from dashcache.reader.refresh import RefreshRequester
+from dashcache.reader.rules import (
     LOG_INTERVAL_SECONDS,
     DashboardValue,
     Found,
@@ -55,11 +55,11 @@ from shared.reader.rules import (
     redis_down_error,
     usable,
 )
-from shared.reader.singleflight import SingleFlight
-from shared.reader.slots import ComputeSlots
-from shared.reader.throttle import ThrottledLog
-from shared.recompute import compute_unwritten, write_result
-from shared.store import RedisStore, make_redis
+from dashcache.reader.singleflight import SingleFlight
+from dashcache.reader.slots import ComputeSlots
+from dashcache.reader.throttle import ThrottledLog
+from dashcache.recompute import compute_unwritten, write_result
+from dashcache.store import RedisStore, make_redis
 
 __all__ = ["LOG_INTERVAL_SECONDS", "DashboardReader", "DashboardValue", "Found", "Source"]
 
@@ -103,7 +103,7 @@ class DashboardReader:
         """A reader with its own Redis client and database engine, both with short timeouts.
 
         A schema mapping (DASHCACHE_SCHEMA_FILE) is checked against the database here
-        (`shared.reader.database.reader_engine`).
+        (`dashcache.reader.database.reader_engine`).
         """
         engine = reader_engine(settings)
         client = make_redis(settings.redis_url, settings.redis_timeout_seconds, False)

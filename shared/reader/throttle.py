@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from shared.logging import get_logger
+from dashcache.logging import get_logger
 
 
 class ThrottledLog:

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import Engine, inspect
 from sqlalchemy.types import Boolean, DateTime, Integer, String, TypeEngine
 
-from shared.config import Settings
-from shared.db import make_engine
-from shared.errors import SchemaError
-from shared.schema.mapping import Flag, SchemaMapping, TableName, load_mapping
-from shared.schema.tables import bind_tables, build_tables
+from dashcache.config import Settings
+from dashcache.db import make_engine
+from dashcache.errors import SchemaError
+from dashcache.schema.mapping import Flag, SchemaMapping, TableName, load_mapping
+from dashcache.schema.tables import bind_tables, build_tables
 
 Check = Callable[[TypeEngine[Any]], str | None]
 """What is wrong with a column's type for its role (None when it is usable)."""

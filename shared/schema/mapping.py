@@ -1,9 +1,9 @@
 """The schema mapping: which of the app's own tables and columns hold what dashcache counts.
 
 A TOML file named by DASHCACHE_SCHEMA_FILE (see docs/schema-mapping.md); without one the demo
-schema (`shared.models`) is the mapping. Parsing is pure and checks the file's shape only: every
+schema (`dashcache.models`) is the mapping. Parsing is pure and checks the file's shape only: every
 key known, every required key present, each value of the right form. Whether the tables and
-columns exist, with usable types, is checked against the database (`shared.schema.check`).
+columns exist, with usable types, is checked against the database (`dashcache.schema.check`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared.errors import SchemaError
+from dashcache.errors import SchemaError
 
 When = Literal["true", "null", "false"]
 """When a flag is set: the boolean column is true, the column IS NULL, the column is false."""
@@ -93,7 +93,7 @@ DEMO_MAPPING = SchemaMapping(
     ),
     CategoriesMapping(TableName("categories", None, "categories"), "id", "name"),
 )
-"""The demo schema of `shared.models`: what dashcache reads when no mapping file is given."""
+"""The demo schema of `dashcache.models`: what dashcache reads when no mapping file is given."""
 
 
 def load_mapping(path: str | None) -> SchemaMapping:

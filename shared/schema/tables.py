@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import NullType, TypeEngine
 
-from shared.errors import InvalidArgument
-from shared.models import UTCDateTime
-from shared.schema.mapping import DEMO_MAPPING, Flag, SchemaMapping
+from dashcache.errors import InvalidArgument
+from dashcache.models import UTCDateTime
+from dashcache.schema.mapping import DEMO_MAPPING, Flag, SchemaMapping
 
 EXECUTION_OPTION = "dashcache_tables"
 """The engine execution option that carries an engine's `MappedTables`."""

@@ -14,11 +14,11 @@ import redis
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
-from bench.harness import STRATEGIES
-from bench.scale import measure
-from bench.staleness import ProgressClock
-from shared.cli import main
-from shared.config import Settings
+from dashcache.bench.harness import STRATEGIES
+from dashcache.bench.scale import measure
+from dashcache.bench.staleness import ProgressClock
+from dashcache.cli import main
+from dashcache.config import Settings
 from tests.helpers import wait_until
 
 SCENARIOS = ("latency", "mixed", "stampede", "recompute")
@@ -73,7 +73,7 @@ def test_staleness_counts_from_the_first_commit_a_value_misses() -> None:
 def test_scale_measures_every_scope_of_its_own_database(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    """`bench.scale` warms every account it seeded plus all accounts, and reports the pass
+    """`dashcache.bench.scale` warms every account it seeded plus all accounts, and reports the pass
     against the query alone; it leaves no key behind."""
     row = measure(settings, accounts=30, emails=2000, repeats=1)
     assert row["emails"] == 2000
@@ -93,7 +93,15 @@ def bench_databases(pg: Engine) -> set[str]:
 def test_a_bench_stopped_with_sigterm_drops_its_database(settings: Settings, pg: Engine) -> None:
     """SIGTERM (a timeout, a cancelled job) unwinds the bench like Ctrl-C: its database goes."""
     before = bench_databases(pg)
-    command = [sys.executable, "-m", "bench.scale", "--emails", "300000", "--accounts", "100"]
+    command = [
+        sys.executable,
+        "-m",
+        "dashcache.bench.scale",
+        "--emails",
+        "300000",
+        "--accounts",
+        "100",
+    ]
     env = {**os.environ, **settings.to_env()}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     bench = subprocess.Popen(command, env=env, **quiet)

@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from shared.cli import main
-from shared.cli.support import EXIT_UNAVAILABLE, EXIT_USAGE
-from shared.config import Settings
-from shared.redis_server import free_port
+from dashcache.cli import main
+from dashcache.cli.support import EXIT_UNAVAILABLE, EXIT_USAGE
+from dashcache.config import Settings
+from dashcache.redis_server import free_port
 
 
 def run(settings: Settings, *args: str, **env: str) -> tuple[int, str, str]:

@@ -8,11 +8,11 @@ import time
 import pytest
 import redis
 
-from shared.config import Settings
-from shared.events import coalesce
-from shared.events.coalesce import Claim, Coalescer, Run
-from shared.events.targeting import Target
-from shared.keys import ACCOUNTS_SCOPE, KeySchema, Kind
+from dashcache.config import Settings
+from dashcache.events import coalesce
+from dashcache.events.coalesce import Claim, Coalescer, Run
+from dashcache.events.targeting import Target
+from dashcache.keys import ACCOUNTS_SCOPE, KeySchema, Kind
 
 AGG, BD = Kind.AGGREGATES, Kind.BREAKDOWN
 ACC = ACCOUNTS_SCOPE

@@ -14,10 +14,10 @@ import redis
 from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock
-from shared.config import Settings
-from shared.dispatch import WARM_ALL, TaskSender
-from shared.events import (
+from dashcache import clock
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_ALL, TaskSender
+from dashcache.events import (
     EmailCreated,
     EmailRow,
     EmailUpdated,
@@ -25,11 +25,11 @@ from shared.events import (
     EventPublisher,
     track_mutations,
 )
-from shared.keys import KeySchema, Kind, Scope
-from shared.models import Category, Email
-from shared.reader import DashboardReader
-from shared.recompute import recompute_every_scope, recompute_scope
-from shared.store import RedisStore
+from dashcache.keys import KeySchema, Kind, Scope
+from dashcache.models import Category, Email
+from dashcache.reader import DashboardReader
+from dashcache.recompute import recompute_every_scope, recompute_scope
+from dashcache.store import RedisStore
 from tests.cli.test_cli import run
 from tests.eventing import envelope, markers, tracked_sessions, truth
 from tests.helpers import add_categories, count_queries

@@ -10,19 +10,19 @@ import pytest
 import redis
 from sqlalchemy import Engine, event, update
 
-from shared.config import Settings
-from shared.db import make_engine
-from shared.dispatch import RECOMPUTE_TARGETS, TaskSender
-from shared.errors import InvalidEvent
-from shared.events import EmailRow, EmailUpdated, EventPublisher
-from shared.events.coalesce import Run
-from shared.events.runner import MAX_ACCOUNT_FAILURES, EventRun, recompute_targets
-from shared.events.targeting import Target
-from shared.keys import ACCOUNTS_SCOPE, KeySchema, Kind
-from shared.metrics import metrics_for
-from shared.models import Email
-from shared.recompute import recompute_every_scope
-from shared.store import RedisStore
+from dashcache.config import Settings
+from dashcache.db import make_engine
+from dashcache.dispatch import RECOMPUTE_TARGETS, TaskSender
+from dashcache.errors import InvalidEvent
+from dashcache.events import EmailRow, EmailUpdated, EventPublisher
+from dashcache.events.coalesce import Run
+from dashcache.events.runner import MAX_ACCOUNT_FAILURES, EventRun, recompute_targets
+from dashcache.events.targeting import Target
+from dashcache.keys import ACCOUNTS_SCOPE, KeySchema, Kind
+from dashcache.metrics import metrics_for
+from dashcache.models import Email
+from dashcache.recompute import recompute_every_scope
+from dashcache.store import RedisStore
 from tests.eventing import envelope, markers, settled
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import worker_process

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InvalidEvent
-from shared.events import (
+from dashcache.errors import InvalidEvent
+from dashcache.events import (
     CategoriesChanged,
     CategoryChange,
     EmailCreated,

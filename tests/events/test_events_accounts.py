@@ -9,10 +9,10 @@ import pytest
 import redis
 from sqlalchemy import Engine, insert
 
-from shared.config import Settings
-from shared.events import EmailCreated, EmailRow, EventPublisher
-from shared.keys import ACCOUNTS_SCOPE, Kind
-from shared.models import Email
+from dashcache.config import Settings
+from dashcache.events import EmailCreated, EmailRow, EventPublisher
+from dashcache.keys import ACCOUNTS_SCOPE, Kind
+from dashcache.models import Email
 from tests.eventing import envelope, run_target, settled, start_gaps
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import worker_process

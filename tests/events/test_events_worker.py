@@ -11,17 +11,17 @@ import pytest
 import redis
 from sqlalchemy import Engine, event, insert, select, text, update
 
-from bench.event_lag import event_runs
-from shared.config import Settings
-from shared.db import make_engine
-from shared.dispatch import INGEST_EVENTS, TaskSender
-from shared.events import EmailCreated, EmailRow, EventPublisher, encode_event
-from shared.events.coalesce import Run
-from shared.keys import ACCOUNTS_SCOPE as ACC
-from shared.keys import KeySchema, Kind
-from shared.models import Category, Email
-from shared.recompute import recompute_scope
-from shared.store import RedisStore
+from dashcache.bench.event_lag import event_runs
+from dashcache.config import Settings
+from dashcache.db import make_engine
+from dashcache.dispatch import INGEST_EVENTS, TaskSender
+from dashcache.events import EmailCreated, EmailRow, EventPublisher, encode_event
+from dashcache.events.coalesce import Run
+from dashcache.keys import ACCOUNTS_SCOPE as ACC
+from dashcache.keys import KeySchema, Kind
+from dashcache.models import Category, Email
+from dashcache.recompute import recompute_scope
+from dashcache.store import RedisStore
 from tests.eventing import envelope, markers, settled, start_gaps, tracked_sessions
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import worker_process

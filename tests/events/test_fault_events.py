@@ -5,13 +5,13 @@ from __future__ import annotations
 import redis
 from sqlalchemy import Engine, delete, update
 
-from shared.config import Settings
-from shared.dispatch import WARM_ALL, TaskSender
-from shared.events import EmailCreated, EmailRow, EmailUpdated, EventPublisher
-from shared.keys import Kind
-from shared.models import Email
-from shared.observe.verify import verify
-from shared.reader import DashboardReader
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_ALL, TaskSender
+from dashcache.events import EmailCreated, EmailRow, EmailUpdated, EventPublisher
+from dashcache.keys import Kind
+from dashcache.models import Email
+from dashcache.observe.verify import verify
+from dashcache.reader import DashboardReader
 from tests.eventing import settled
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import worker_process

@@ -1,4 +1,4 @@
-"""Targeting: each row of the table in shared.events.targeting, as pure functions."""
+"""Targeting: each row of the table in dashcache.events.targeting, as pure functions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.events import (
+from dashcache.events import (
     CategoriesChanged,
     CategoryChange,
     EmailCreated,
@@ -16,8 +16,8 @@ from shared.events import (
     EmailUpdated,
     Event,
 )
-from shared.events.targeting import Target, by_scope, targets_of, targets_of_all
-from shared.keys import Kind
+from dashcache.events.targeting import Target, by_scope, targets_of, targets_of_all
+from dashcache.keys import Kind
 
 ROW = EmailRow(3, True, False, datetime(2026, 11, 24, tzinfo=UTC))
 AGG, BD = Kind.AGGREGATES, Kind.BREAKDOWN

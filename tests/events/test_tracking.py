@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.events import (
+from dashcache.events import (
     CategoriesChanged,
     CategoryChange,
     EmailCreated,
@@ -17,7 +17,7 @@ from shared.events import (
     Event,
     track_mutations,
 )
-from shared.models import Category, Email
+from dashcache.models import Category, Email
 from tests.eventing import without_txid
 from tests.helpers import NOW, Row, add_categories, add_emails
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from shared.config import Settings
-from shared.redis_server import free_port
+from dashcache.config import Settings
+from dashcache.redis_server import free_port
 from tests.helpers import NOW, Row, add_categories, add_emails
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,15 +12,15 @@ import redis
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 
-from shared import clock
-from shared.cli import main
-from shared.config import Settings
-from shared.keys import KeySchema, Kind
-from shared.metrics import Metrics
-from shared.observe.freshness import freshness_from
-from shared.observe.health import schedule_check
-from shared.redis_server import RedisServer
-from shared.store import Envelope, RedisStore, Write
+from dashcache import clock
+from dashcache.cli import main
+from dashcache.config import Settings
+from dashcache.keys import KeySchema, Kind
+from dashcache.metrics import Metrics
+from dashcache.observe.freshness import freshness_from
+from dashcache.observe.health import schedule_check
+from dashcache.redis_server import RedisServer
+from dashcache.store import Envelope, RedisStore, Write
 from tests.helpers import NOW
 
 CLOSED_DB = "postgresql+psycopg2://postgres@127.0.0.1:1/none"

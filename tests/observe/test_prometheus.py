@@ -13,14 +13,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from bench.launcher import celery_env
-from shared import clock
-from shared.config import Settings
-from shared.keys import KeySchema, Kind
-from shared.metrics import Metrics
-from shared.observe.prometheus import DashcacheCollector
-from shared.redis_server import free_port
-from shared.store import Envelope, RedisStore, Write, make_redis
+from dashcache import clock
+from dashcache.bench.launcher import celery_env
+from dashcache.config import Settings
+from dashcache.keys import KeySchema, Kind
+from dashcache.metrics import Metrics
+from dashcache.observe.prometheus import DashcacheCollector
+from dashcache.redis_server import free_port
+from dashcache.store import Envelope, RedisStore, Write, make_redis
 from tests.processes import Process
 
 

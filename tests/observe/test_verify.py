@@ -6,14 +6,14 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
-from shared import clock
-from shared.cli.support import EXIT_DIFFERENT
-from shared.config import Settings
-from shared.keys import KeySchema, Kind
-from shared.observe.verify import diff
-from shared.recompute import snapshot, to_data
-from shared.stats import compute_every_scope
-from shared.store import Envelope, RedisStore, Write, make_redis
+from dashcache import clock
+from dashcache.cli.support import EXIT_DIFFERENT
+from dashcache.config import Settings
+from dashcache.keys import KeySchema, Kind
+from dashcache.observe.verify import diff
+from dashcache.recompute import snapshot, to_data
+from dashcache.stats import compute_every_scope
+from dashcache.store import Envelope, RedisStore, Write, make_redis
 from tests.cli.test_cli import run
 from tests.helpers import Row, add_categories, add_emails
 

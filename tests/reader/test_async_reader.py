@@ -14,13 +14,13 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from shared.async_reader import AsyncDashboardReader, DashboardRepository
-from shared.config import Settings
-from shared.dispatch import WARM_SCOPE
-from shared.errors import DashboardUnavailable, InvalidArgument
-from shared.keys import KeySchema, Kind
-from shared.reader import DashboardReader, DashboardValue
-from shared.store import RedisStore, make_redis
+from dashcache.async_reader import AsyncDashboardReader, DashboardRepository
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_SCOPE
+from dashcache.errors import DashboardUnavailable, InvalidArgument
+from dashcache.keys import KeySchema, Kind
+from dashcache.reader import DashboardReader, DashboardValue
+from dashcache.store import RedisStore, make_redis
 from tests.async_readers import with_reader
 from tests.helpers import NOW, Row, add_categories, add_emails, put_value
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from shared.async_reader import AsyncDashboardReader
-from shared.config import Settings
-from shared.errors import CacheUnavailable, DashboardUnavailable
-from shared.keys import KeySchema, Kind
-from shared.reader import DashboardValue
-from shared.redis_server import RedisServer, SilentPort, free_port
-from shared.store import RedisStore, make_redis
+from dashcache.async_reader import AsyncDashboardReader
+from dashcache.config import Settings
+from dashcache.errors import CacheUnavailable, DashboardUnavailable
+from dashcache.keys import KeySchema, Kind
+from dashcache.reader import DashboardValue
+from dashcache.redis_server import RedisServer, SilentPort, free_port
+from dashcache.store import RedisStore, make_redis
 from tests.async_readers import AsyncReadLoop, with_reader
 from tests.helpers import NOW, Row, add_categories, add_emails, put_value
 

@@ -12,10 +12,10 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, text
 
-from shared.async_reader import AsyncDashboardReader
-from shared.config import Settings
-from shared.keys import KeySchema
-from shared.reader.singleflight import SingleFlight
+from dashcache.async_reader import AsyncDashboardReader
+from dashcache.config import Settings
+from dashcache.keys import KeySchema
+from dashcache.reader.singleflight import SingleFlight
 from tests import async_readers, readers
 from tests.async_readers import with_reader
 from tests.helpers import NOW, Row, add_categories, add_emails, count_queries

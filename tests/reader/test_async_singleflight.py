@@ -13,11 +13,11 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
-from shared.errors import DashboardUnavailable
-from shared.keys import KeySchema
-from shared.reader.async_inflight import InFlight
-from shared.reader.async_singleflight import AsyncSingleFlight
-from shared.reader.singleflight import ERROR, SingleFlight
+from dashcache.errors import DashboardUnavailable
+from dashcache.keys import KeySchema
+from dashcache.reader.async_inflight import InFlight
+from dashcache.reader.async_singleflight import AsyncSingleFlight
+from dashcache.reader.singleflight import ERROR, SingleFlight
 
 T = TypeVar("T")
 

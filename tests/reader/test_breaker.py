@@ -1,6 +1,6 @@
 """The circuit breaker's state machine, driven with explicit times."""
 
-from shared.reader.breaker import CircuitBreaker, State
+from dashcache.reader.breaker import CircuitBreaker, State
 
 
 def test_opens_after_consecutive_failures_only() -> None:

@@ -14,11 +14,11 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from shared.config import Settings
-from shared.dispatch import WARM_SCOPE
-from shared.errors import DashboardUnavailable, InvalidArgument
-from shared.keys import KeySchema, Kind
-from shared.reader import DashboardReader
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_SCOPE
+from dashcache.errors import DashboardUnavailable, InvalidArgument
+from dashcache.keys import KeySchema, Kind
+from dashcache.reader import DashboardReader
 from tests.helpers import NOW, Row, add_categories, add_emails, put_value
 
 

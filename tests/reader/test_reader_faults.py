@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from shared.config import Settings
-from shared.errors import CacheUnavailable, DashboardUnavailable
-from shared.keys import Kind
-from shared.reader import DashboardReader, DashboardValue
-from shared.redis_server import RedisServer, free_port
+from dashcache.config import Settings
+from dashcache.errors import CacheUnavailable, DashboardUnavailable
+from dashcache.keys import Kind
+from dashcache.reader import DashboardReader, DashboardValue
+from dashcache.redis_server import RedisServer, free_port
 from tests.helpers import NOW, Row, add_categories, add_emails, put_value
 
 

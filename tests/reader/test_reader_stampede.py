@@ -9,9 +9,9 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, text
 
-from shared.config import Settings
-from shared.keys import KeySchema
-from shared.reader import DashboardReader
+from dashcache.config import Settings
+from dashcache.keys import KeySchema
+from dashcache.reader import DashboardReader
 from tests.helpers import NOW, Row, add_categories, add_emails, count_queries, wait_until
 from tests.readers import cold_reads, read_once
 

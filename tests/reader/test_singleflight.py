@@ -8,9 +8,9 @@ import time
 import pytest
 import redis
 
-from shared.errors import DashboardUnavailable
-from shared.keys import KeySchema
-from shared.reader.singleflight import ERROR, SingleFlight
+from dashcache.errors import DashboardUnavailable
+from dashcache.keys import KeySchema
+from dashcache.reader.singleflight import ERROR, SingleFlight
 
 
 @pytest.fixture

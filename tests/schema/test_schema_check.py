@@ -15,14 +15,20 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
-from shared.cli import main
-from shared.cli.support import EXIT_USAGE
-from shared.config import Settings
-from shared.errors import ConfigError, SchemaError
-from shared.reader import DashboardReader
-from shared.schema.check import check_schema
-from shared.schema.mapping import DEMO_MAPPING, describe, load_mapping, parse_mapping, parse_table
-from shared.schema.tables import index_ddl
+from dashcache.cli import main
+from dashcache.cli.support import EXIT_USAGE
+from dashcache.config import Settings
+from dashcache.errors import ConfigError, SchemaError
+from dashcache.reader import DashboardReader
+from dashcache.schema.check import check_schema
+from dashcache.schema.mapping import (
+    DEMO_MAPPING,
+    describe,
+    load_mapping,
+    parse_mapping,
+    parse_table,
+)
+from dashcache.schema.tables import index_ddl
 from tests.mapped_schemas import HOSTILE, app_schema
 from tests.processes import Process, celery_command, celery_env
 

@@ -18,10 +18,10 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
-from shared import clock
-from shared.config import Settings
-from shared.errors import InvalidEvent
-from shared.events import (
+from dashcache import clock
+from dashcache.config import Settings
+from dashcache.errors import InvalidEvent
+from dashcache.events import (
     CategoriesChanged,
     EmailCreated,
     EmailDeleted,
@@ -32,10 +32,10 @@ from shared.events import (
     encode_event,
     track_mutations,
 )
-from shared.events.ingest import ingest
-from shared.events.types import Event
-from shared.keys import Kind
-from shared.schema.mapping import load_mapping
+from dashcache.events.ingest import ingest
+from dashcache.events.types import Event
+from dashcache.keys import Kind
+from dashcache.schema.mapping import load_mapping
 from tests.eventing import envelope, markers
 from tests.helpers import NOW, captured_events, wait_until
 from tests.mapped_schemas import (

@@ -16,15 +16,15 @@ import pytest
 import redis
 from sqlalchemy import Engine, event, text
 
-from shared.async_reader import AsyncDashboardReader
-from shared.config import Settings
-from shared.errors import InvalidArgument
-from shared.keys import KeySchema
-from shared.observe.verify import verify
-from shared.reader import DashboardReader
-from shared.recompute import recompute_every_scope
-from shared.schema.check import engine_for
-from shared.store import RedisStore
+from dashcache.async_reader import AsyncDashboardReader
+from dashcache.config import Settings
+from dashcache.errors import InvalidArgument
+from dashcache.keys import KeySchema
+from dashcache.observe.verify import verify
+from dashcache.reader import DashboardReader
+from dashcache.recompute import recompute_every_scope
+from dashcache.schema.check import engine_for
+from dashcache.store import RedisStore
 from tests.mapped_schemas import SINGLE, VARIANTS, AppSchema, Variant, app_schema, random_emails
 
 CATEGORIES = ["Work", "News", 'Quo"te', "Späße"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from shared.config import Settings
+from dashcache.config import Settings
+from dashcache.worker.schedule import beat_lock_seconds, beat_loop_seconds
 from tests.processes import beat_process
-from worker.schedule import beat_lock_seconds, beat_loop_seconds
 
 SENT = "Sending due task warm-every-scope"
 

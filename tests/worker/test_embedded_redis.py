@@ -1,7 +1,7 @@
 """The embedded Redis that `make run` starts when none answers."""
 
-from shared.redis_server import free_port
-from worker import embedded_redis
+from dashcache.redis_server import free_port
+from dashcache.worker import embedded_redis
 
 
 def test_embedded_server_starts_answers_and_stops() -> None:

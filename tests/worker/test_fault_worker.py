@@ -14,11 +14,11 @@ import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from shared.config import Settings
-from shared.dispatch import WARM_ALL, TaskSender
-from shared.errors import DashboardUnavailable
-from shared.keys import KeySchema, Kind
-from shared.reader import DashboardReader
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_ALL, TaskSender
+from dashcache.errors import DashboardUnavailable
+from dashcache.keys import KeySchema, Kind
+from dashcache.reader import DashboardReader
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 from tests.processes import beat_process, worker_process
 from tests.servers import TcpProxy, pool_children

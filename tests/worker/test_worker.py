@@ -12,12 +12,12 @@ from pathlib import Path
 import redis
 from sqlalchemy import Engine
 
-from shared.config import Settings
-from shared.dispatch import WARM_ALL, TaskSender
-from shared.keys import KeySchema, Kind
+from dashcache.config import Settings
+from dashcache.dispatch import WARM_ALL, TaskSender
+from dashcache.keys import KeySchema, Kind
+from dashcache.worker.schedule import beat_schedule
 from tests.helpers import NOW, Row, add_categories, add_emails
 from tests.processes import beat_process, worker_process
-from worker.schedule import beat_schedule
 
 
 def wait_for_key(client: redis.Redis, key: str, timeout: float = 20.0) -> dict:
