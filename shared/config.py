@@ -48,6 +48,7 @@ ENV_NAMES = {
     "DASHCACHE_BREAKER_RESET_SECONDS": "breaker_reset_seconds",
     "DASHCACHE_MAX_VALUE_BYTES": "max_value_bytes",
     "DASHCACHE_SCHEMA_FILE": "schema_file",
+    "DASHCACHE_SHARD_ACCOUNTS": "shard_accounts",
 }
 """Environment variable -> settings attribute."""
 
@@ -86,6 +87,8 @@ class Settings:
     max_value_bytes: int = 1024 * 1024
     schema_file: str | None = None
     """The TOML schema mapping of the app's own tables; None reads the demo schema."""
+    shard_accounts: int = 10_000
+    """Account ids per shard of the scheduled pass (one `warm_shard` task each)."""
 
     @property
     def soft_age(self) -> int:
@@ -165,6 +168,9 @@ class Settings:
                 env, "DASHCACHE_MAX_VALUE_BYTES", 1024 * 1024, int, _between(1024, 512 * 1024**2)
             ),
             schema_file=env.get("DASHCACHE_SCHEMA_FILE", "").strip() or None,
+            shard_accounts=_get(
+                env, "DASHCACHE_SHARD_ACCOUNTS", 10_000, int, _between(1, 100_000_000)
+            ),
         )
         _check_together(settings)
         load_mapping(settings.schema_file)  # a malformed file stops here, naming its key

@@ -108,18 +108,23 @@ def recompute_every_scope(
     store: RedisStore,
     max_breakdown: int,
     kinds: tuple[Kind, ...] = ALL_KINDS,
+    accounts: range | None = None,
 ) -> RecomputeResult:
     """Recompute every scope in one grouped pass, writing each batch of accounts as it is folded
     (memory stays bounded) and the all-accounts scope last; scopes warmed before but now empty
-    get zeros."""
+    get zeros. With `accounts` (a shard of the scheduled pass), only the account ids in that
+    range, without the all-accounts scope."""
     generation = store.take_ticket()
     now = clock.now()
     known = store.warmed_accounts()
+    if accounts is not None:
+        known = [account_id for account_id in known if account_id in accounts]
     written = fenced = scopes = 0
     drift: list[Drift] = []
     with snapshot(engine) as session:
         seen = current_snapshot(session)
-        for batch in stream_every_scope(session, now, max_breakdown, include=known):
+        batches = stream_every_scope(session, now, max_breakdown, include=known, accounts=accounts)
+        for batch in batches:
             computed = RecomputeResult(generation, now, batch, 0, 0, len(batch), seen)
             part = write_result(store, computed, kinds)
             written += part.written

@@ -10,7 +10,7 @@ from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashcache import clock
-from dashcache.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL, WARM_SCOPE
+from dashcache.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL, WARM_SCOPE, WARM_SHARD
 from dashcache.errors import InvalidEvent
 from dashcache.events.coalesce import Claim
 from dashcache.events.deadletter import dead_letter
@@ -19,6 +19,7 @@ from dashcache.events.runner import EventRun, check_run, recompute_targets, run_
 from dashcache.keys import Scope, check_account_id, scope_token
 from dashcache.logging import get_logger
 from dashcache.metrics import Trigger
+from dashcache.passes import PassMarkers, ShardTask, account_bounds, shard_ranges
 from dashcache.recompute import RecomputeResult, recompute_every_scope, recompute_scope
 from dashcache.worker.app import app
 from dashcache.worker.runtime import runtime
@@ -36,14 +37,55 @@ RETRY = {
 
 @app.task(name=WARM_ALL, **RETRY)
 def warm_all() -> int:
-    """Recompute every scope in one pass; returns the number of values written."""
+    """Split the scheduled pass into shards and send each as a `warm_shard` task (a shard whose
+    previous one is still queued or running is not sent again); returns the shards sent."""
     rt = runtime()
-    result = _logged(
-        "all", lambda: recompute_every_scope(rt.engine, rt.store, rt.settings.max_breakdown)
-    )
+    generation = rt.store.take_ticket()
+    shards = [ShardTask(generation, None, None)]
+    bounds = account_bounds(rt.engine, rt.store)
+    if bounds is not None:
+        ranges = shard_ranges(*bounds, rt.settings.shard_accounts)
+        shards += [ShardTask(generation, low, high) for low, high in ranges]
+    period = rt.settings.refresh_seconds
+
+    def send(shard: ShardTask) -> None:
+        warm_shard.apply_async(args=shard.args(), queue=rt.settings.schedule_queue, expires=period)
+
+    sent = _markers().send(generation, shards, clock.now(), send)
+    log.info("pass.sent", generation=generation, shards=len(sent), skipped=len(shards) - len(sent))
+    return len(sent)
+
+
+@app.task(name=WARM_SHARD, **RETRY)
+def warm_shard(generation: int, low: int | None, high: int | None) -> int:
+    """Recompute one shard of a scheduled pass (see dashcache.passes); returns values written."""
+    rt = runtime()
+    shard = ShardTask(int(generation), low, high)
+    markers = _markers()
+    if not markers.renew(shard):
+        log.info("pass.shard_skipped", generation=shard.generation, shard=shard.name)
+        return 0
+    accounts = shard.accounts
+    max_breakdown = rt.settings.max_breakdown
+
+    def run() -> RecomputeResult:
+        if accounts is None:
+            return recompute_scope(rt.engine, rt.store, None, max_breakdown)
+        return recompute_every_scope(rt.engine, rt.store, max_breakdown, accounts=accounts)
+
+    result = _logged(f"shard:{shard.name}", run, pass_generation=shard.generation)
     _count_drift(result)
-    rt.metrics.record_scheduled_run(clock.now())
+    record = markers.finish(shard, result.scopes, clock.now())
+    if record is not None:
+        log.info("pass.finished", **record)
+        rt.metrics.record_scheduled_run(clock.now())
     return result.written
+
+
+def _markers() -> PassMarkers:
+    """The pass markers of this process's store."""
+    rt = runtime()
+    return PassMarkers(rt.store.client, rt.store.keys, rt.settings)
 
 
 @app.task(name=WARM_SCOPE, **RETRY)
