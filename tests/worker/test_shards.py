@@ -14,7 +14,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from dashcache import clock
+from dashcache.bench.launcher import worker_args
 from dashcache.config import Settings
+from dashcache.dispatch import WARM_ALL, TaskSender
 from dashcache.keys import KeySchema, Kind, Scope
 from dashcache.passes import PassMarkers, ShardTask, last_pass, shard_ranges
 from dashcache.recompute import recompute_every_scope
@@ -22,7 +24,8 @@ from dashcache.store import RedisStore, Write, Written
 from dashcache.worker import tasks
 from dashcache.worker.app import app
 from dashcache.worker.runtime import reset_runtime
-from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
+from tests.processes import Process, celery_process
 
 ACCOUNTS = range(1, 11)
 
@@ -64,7 +67,9 @@ def values(client: redis.Redis, keys: KeySchema, scopes: Sequence[Scope]) -> dic
     for scope in scopes:
         for kind in Kind:
             raw = client.get(keys.value(kind, scope))
-            found[":".join(keys.value(kind, scope).split(":")[-2:])] = raw and json.loads(raw)["data"]
+            found[":".join(keys.value(kind, scope).split(":")[-2:])] = (
+                raw and json.loads(raw)["data"]
+            )
     return found
 
 
@@ -184,3 +189,48 @@ def test_overlapping_periods_are_fenced(
     data = values(redis_client, keys, [4])
     assert data["agg:a4"]["total_emails"] == 0
     assert redis_client.get(keys.value(Kind.AGGREGATES, None)) is None
+
+
+def shard_lines(process: Process, since: int) -> list[str]:
+    """The shard runs a worker logged after its `since`-th line."""
+    return [
+        line for line in process.lines[since:] if "recompute.finished" in line and "shard:" in line
+    ]
+
+
+def test_two_workers_each_run_shards_of_one_pass(
+    pg: Engine, settings: Settings, redis_client: redis.Redis
+) -> None:
+    """Two real workers consume the shards of one pass between them, and every value is right."""
+    seed(pg)
+    sharded = replace(settings, shard_accounts=1)
+    keys = KeySchema(sharded.key_prefix)
+    with (
+        celery_process(sharded, *worker_args(1), "-n", "one@%h", ready="ready") as one,
+        celery_process(sharded, *worker_args(1), "-n", "two@%h", ready="ready") as two,
+    ):
+        # Each worker sends a pass at start-up: wait until both were sent and all shards are over.
+        wait_until(
+            lambda: sum("pass.sent" in line for line in one.lines + two.lines) == 2,
+            "the start-up passes",
+        )
+        wait_until(
+            lambda: not list(redis_client.scan_iter(keys.shard_marker("*"))),
+            "the start-up passes' shards",
+        )
+        marks = len(one.lines), len(two.lines)
+        sender = TaskSender(sharded)
+        sender.send(WARM_ALL, [], sharded.schedule_queue)
+        sender.close()
+        shards = 1 + len(ACCOUNTS)
+        wait_until(
+            lambda: len(shard_lines(one, marks[0])) + len(shard_lines(two, marks[1])) >= shards,
+            "every shard of the pass",
+            timeout=60,
+        )
+        ran = shard_lines(one, marks[0]), shard_lines(two, marks[1])
+    assert ran[0]
+    assert ran[1]
+    assert len(ran[0]) + len(ran[1]) == shards
+    data = values(redis_client, keys, [None, *ACCOUNTS])
+    assert data["agg:all"]["total_emails"] == sum(account % 4 + 1 for account in ACCOUNTS)
