@@ -15,8 +15,20 @@ from dashcache.maintained import LUA_LIBRARY
 # it did not see may be gone; the stored value is newer). Deltas of the log its snapshot did not
 # see are applied again (and the value rendered from the state), the drift from the stored state
 # is returned, and the log is pruned of deltas every stored state of the scope sees.
+# The counts of a state as text: from its first count field to the end. Python writes every state
+# with the counts last (shared/maintained.py), and keeps a state's text as it is unless deltas
+# change it; two states with the same counts text hold the same counts (a key inside JSON is never
+# part of a string), so the pass's usual write (no deltas, nothing drifted) decodes no JSON.
+COUNTS_LUA = """
+local function counts_of(raw, kind)
+  local at = string.find(raw, kind == 'agg' and ',"n":' or ',"max":', 1, true)
+  return at and string.sub(raw, at) or raw
+end
+"""
+
 FENCED_WRITE_SCRIPT = (
     LUA_LIBRARY
+    + COUNTS_LUA
     + """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ttl = ARGV[1]
@@ -44,15 +56,16 @@ for i = 3, #KEYS, 3 do
   local log = KEYS[i + 2]
   local s = nil
   if accept == 1 and state_raw ~= '' then
-    s = open_state(state_raw, kind)
+    local xmin = string.match(state_raw, '"snap":%["(%d+)"')
     local old_raw = redis.call('GET', KEYS[i + 1])
     local horizon = redis.call('HGET', log, '~h')
-    if horizon and old_raw and lt(s.snap[1], horizon) then accept = 0 end
+    if horizon and old_raw and lt(xmin, horizon) then accept = 0 end
     if accept == 1 then
       local entries = redis.call('HGETALL', log)
       local changed = false
       for j = 1, #entries, 2 do
         if string.sub(entries[j], 1, 1) ~= '~' then
+          s = s or open_state(state_raw, kind)
           local txid, logged, before, after = parse_entry(entries[j + 1])
           if not visible(s.snap, txid) then
             if logged < generation and not lt(txid, s.snap[2]) then
@@ -65,12 +78,13 @@ for i = 3, #KEYS, 3 do
         end
       end
       if changed then payload = render(s, kind) end
-      if old_raw then
+      if old_raw and (changed or counts_of(old_raw, kind) ~= counts_of(state_raw, kind)) then
+        s = s or open_state(state_raw, kind)
         local old = open_state(old_raw, kind)
         if old then fields = drift(old, s, kind) end
       end
-      redis.call('SET', KEYS[i + 1], close_state(s), 'EX', ttl)
-      redis.call('HSET', log, '~x:' .. kind, s.snap[1])
+      redis.call('SET', KEYS[i + 1], changed and close_state(s) or state_raw, 'EX', ttl)
+      redis.call('HSET', log, '~x:' .. kind, xmin)
       local marks = redis.call('HMGET', log, '~x:agg', '~x:bd')
       if marks[1] and marks[2] then
         local low = lt(marks[1], marks[2]) and marks[1] or marks[2]

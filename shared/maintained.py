@@ -20,8 +20,10 @@ counter when it was logged. Rendering a value from its state gives the same JSON
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import orjson
 
 from dashcache.keys import Kind
 from dashcache.snapshots import Snapshot
@@ -55,12 +57,19 @@ def state_json(
         body["cc"] = stats.aggregates["categories_count"]
     else:
         body["max"] = stats.limit
+        by_category = counted.by_category
         body["c"] = [
-            [cid, json.dumps(name, ensure_ascii=False), counted.by_category.get(cid, 0)]
-            for cid, name in stats.taxonomy
+            [cid, name_json(name), by_category.get(cid, 0)] for cid, name in stats.taxonomy
         ]
         body["u"] = {}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(body).decode()
+
+
+@lru_cache(maxsize=4096)
+def name_json(name: str) -> str:
+    """A category's name as JSON text, as the envelope holds it (the taxonomy repeats in every
+    breakdown state, so each name is encoded once)."""
+    return orjson.dumps(name).decode()
 
 
 LUA_LIBRARY = r"""

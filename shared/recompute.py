@@ -55,11 +55,13 @@ class RecomputeResult:
 
     def write(self, kind: Kind, account_id: Scope) -> Write:
         """The fenced write of one key, with its delta state when read in a snapshot."""
+        stats = self.stats[account_id]
         state = None
         if self.snapshot is not None:
-            stats = self.stats[account_id]
             state = state_json(kind, stats, self.generation, self.computed_at, self.snapshot)
-        return Write(kind, account_id, self.envelope(kind, account_id), state)
+        # The breakdown's (name, count) tuples as they are: they serialize as `to_data`'s pairs.
+        data = stats.aggregates if kind is Kind.AGGREGATES else stats.breakdown
+        return Write(kind, account_id, Envelope(data, self.computed_at, self.generation), state)
 
     def writes(self, kinds: tuple[Kind, ...] = ALL_KINDS) -> list[Write]:
         """The fenced writes of the given kinds of every scope computed."""

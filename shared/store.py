@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -37,13 +38,14 @@ class Envelope:
     generation: int
 
     def to_json(self) -> bytes:
-        """Compact UTF-8 JSON; `generation` first, so it is cheap to spot."""
+        """Compact UTF-8 JSON; `generation` first, so it is cheap to spot (orjson writes what
+        `json.dumps` with `separators=(",", ":")` and `ensure_ascii=False` writes, faster)."""
         body = {
             "generation": self.generation,
             "computed_at": self.computed_at.isoformat(),
             "data": self.data,
         }
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return orjson.dumps(body)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Envelope:
