@@ -27,6 +27,7 @@ from sqlalchemy import Engine, func, select
 
 from dashcache.config import Settings
 from dashcache.keys import KeySchema
+from dashcache.recompute import RecomputeResult
 from dashcache.schema.tables import tables_of
 from dashcache.store import RedisStore
 
@@ -40,12 +41,15 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('EXPIRE', KEYS[
 return 1
 """
 
-# KEYS: progress. ARGV: scopes. Returns {shards sent, shards done, scopes, started}.
+# KEYS: progress. ARGV: scopes, written, fenced of the shard. Returns {shards sent, shards done,
+# scopes, written, fenced, started} of the pass.
 _DONE_SCRIPT = """
 local done = redis.call('HINCRBY', KEYS[1], 'done', 1)
 local scopes = redis.call('HINCRBY', KEYS[1], 'scopes', ARGV[1])
+local written = redis.call('HINCRBY', KEYS[1], 'written', ARGV[2])
+local fenced = redis.call('HINCRBY', KEYS[1], 'fenced', ARGV[3])
 local got = redis.call('HMGET', KEYS[1], 'shards', 'started')
-return {tonumber(got[1] or '0'), done, scopes, got[2] or ''}
+return {tonumber(got[1] or '0'), done, scopes, written, fenced, got[2] or ''}
 """
 
 
@@ -139,24 +143,29 @@ class PassMarkers:
             )
         )
 
-    def finish(self, shard: ShardTask, scopes: int, now: datetime) -> dict[str, object] | None:
-        """Release the shard's marker and count it done; the pass's record when it was the last."""
+    def finish(
+        self, shard: ShardTask, result: RecomputeResult, now: datetime
+    ) -> dict[str, object] | None:
+        """Release the shard's marker and count it done. When it was the pass's last: the pass's
+        line (written and fenced summed over its shards), after recording it as `pass:last`."""
         self._owned(keys=[self.keys.shard_marker(shard.name)], args=[shard.generation, ""])
         progress = self.keys.pass_progress(shard.generation)
-        sent, done, total, started = self._done(keys=[progress], args=[scopes])
+        counts = [result.scopes, result.written, result.fenced]
+        sent, done, scopes, written, fenced, started = self._done(keys=[progress], args=counts)
         if not started or done != sent:
             return None
         began = datetime.fromisoformat(started.decode())
         record = {
             "at": now.isoformat(),
             "duration_ms": round((now - began).total_seconds() * 1000, 1),
-            "scopes": int(total),
+            "scopes": int(scopes),
             "shards": int(sent),
             "idle_dropped": 0,
             "generation": shard.generation,
         }
         self.client.set(self.keys.last_pass, json.dumps(record))
-        return record
+        outcome = "written" if fenced == 0 else "fenced"
+        return {**record, "outcome": outcome, "written": int(written), "fenced": int(fenced)}
 
 
 def last_pass(client: redis.Redis, keys: KeySchema) -> dict[str, object] | None:

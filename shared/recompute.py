@@ -97,9 +97,11 @@ def recompute_scope(
     account_id: Scope,
     max_breakdown: int,
     kinds: tuple[Kind, ...] = ALL_KINDS,
+    generation: int | None = None,
 ) -> RecomputeResult:
-    """Recompute one scope's values of the given kinds and write them through the fence."""
-    generation = store.take_ticket()
+    """Recompute one scope's values of the given kinds and write them through the fence; with
+    the `generation` of a ticket taken before (a pass's shard), else a ticket of its own."""
+    generation = store.take_ticket() if generation is None else generation
     return write_result(
         store, compute_unwritten(engine, account_id, max_breakdown, generation), kinds
     )
@@ -111,12 +113,14 @@ def recompute_every_scope(
     max_breakdown: int,
     kinds: tuple[Kind, ...] = ALL_KINDS,
     accounts: range | None = None,
+    generation: int | None = None,
 ) -> RecomputeResult:
     """Recompute every scope in one grouped pass, writing each batch of accounts as it is folded
     (memory stays bounded) and the all-accounts scope last; scopes warmed before but now empty
     get zeros. With `accounts` (a shard of the scheduled pass), only the account ids in that
-    range, without the all-accounts scope."""
-    generation = store.take_ticket()
+    range, without the all-accounts scope, and `generation` the ticket its pass took before
+    sending it (every read of the pass happens after it, as the fence requires)."""
+    generation = store.take_ticket() if generation is None else generation
     now = clock.now()
     known = store.warmed_accounts()
     if accounts is not None:

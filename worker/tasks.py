@@ -40,9 +40,14 @@ def warm_all() -> int:
     """Split the scheduled pass into shards and send each as a `warm_shard` task (a shard whose
     previous one is still queued or running is not sent again); returns the shards sent."""
     rt = runtime()
-    generation = rt.store.take_ticket()
+    started = time.perf_counter()
+    try:
+        generation = rt.store.take_ticket()
+        bounds = account_bounds(rt.engine, rt.store)
+    except Exception as error:
+        _failed("all", "schedule", started, error)
+        raise
     shards = [ShardTask(generation, None, None)]
-    bounds = account_bounds(rt.engine, rt.store)
     if bounds is not None:
         ranges = shard_ranges(*bounds, rt.settings.shard_accounts)
         shards += [ShardTask(generation, low, high) for low, high in ranges]
@@ -70,14 +75,18 @@ def warm_shard(generation: int, low: int | None, high: int | None) -> int:
 
     def run() -> RecomputeResult:
         if accounts is None:
-            return recompute_scope(rt.engine, rt.store, None, max_breakdown)
-        return recompute_every_scope(rt.engine, rt.store, max_breakdown, accounts=accounts)
+            return recompute_scope(
+                rt.engine, rt.store, None, max_breakdown, generation=shard.generation
+            )
+        return recompute_every_scope(
+            rt.engine, rt.store, max_breakdown, accounts=accounts, generation=shard.generation
+        )
 
-    result = _logged(f"shard:{shard.name}", run, pass_generation=shard.generation)
+    result = _logged(f"shard:{shard.name}", run, event="shard.finished")
     _count_drift(result)
-    record = markers.finish(shard, result.scopes, clock.now())
+    record = markers.finish(shard, result, clock.now())
     if record is not None:
-        log.info("pass.finished", **record)
+        log.info("recompute.finished", scope="all", trigger="schedule", **record)
         rt.metrics.record_scheduled_run(clock.now())
     return result.written
 
@@ -165,6 +174,7 @@ def _logged(
     run: Callable[[], RecomputeResult],
     trigger: Trigger = ...,
     claimed: dict[str, Any] | None = ...,
+    event: str = ...,
     **extra: Any,
 ) -> RecomputeResult: ...
 
@@ -175,6 +185,7 @@ def _logged(
     run: Callable[[], RecomputeResult | None],
     trigger: Trigger = ...,
     claimed: dict[str, Any] | None = ...,
+    event: str = ...,
     **extra: Any,
 ) -> RecomputeResult | None: ...
 
@@ -184,31 +195,21 @@ def _logged(
     run: Callable[[], RecomputeResult | None],
     trigger: Trigger = "schedule",
     claimed: dict[str, Any] | None = None,
+    event: str = "recompute.finished",
     **extra: Any,
 ) -> RecomputeResult | None:
     """Run one recompute; log one line and count it in the metrics, whatever happens.
 
     A run that found nothing left to claim (None) logs outcome `skipped` and is not counted.
-    `claimed` holds what the run's claim filled in (its start time, kinds), logged with the line.
+    `claimed` holds what the run's claim filled in (its start time, kinds), logged with the line;
+    `event` names the line of a run that finished (a pass's shard logs `shard.finished`).
     """
     metrics = runtime().metrics
     started = time.perf_counter()
     try:
         result = run()
     except Exception as error:
-        extra.update(claimed or {})
-        duration = time.perf_counter() - started
-        metrics.record_recompute(trigger, "error", duration)
-        duration_ms = round(duration * 1000, 1)
-        log.warning(
-            "recompute.failed",
-            scope=scope,
-            trigger=trigger,
-            duration_ms=duration_ms,
-            outcome="error",
-            error=f"{type(error).__name__}: {error}",
-            **extra,
-        )
+        _failed(scope, trigger, started, error, **extra, **(claimed or {}))
         raise
     duration = time.perf_counter() - started
     extra.update(claimed or {})
@@ -225,7 +226,7 @@ def _logged(
         return None
     metrics.record_recompute(trigger, result.outcome, duration, fenced=result.fenced)
     log.info(
-        "recompute.finished",
+        event,
         scope=run_label(scope, result),
         trigger=trigger,
         duration_ms=round(duration * 1000, 1),
@@ -237,3 +238,18 @@ def _logged(
         **extra,
     )
     return result
+
+
+def _failed(scope: str, trigger: Trigger, started: float, error: Exception, **extra: Any) -> None:
+    """Log and count a recompute (or the planning of a pass) that raised."""
+    duration = time.perf_counter() - started
+    runtime().metrics.record_recompute(trigger, "error", duration)
+    log.warning(
+        "recompute.failed",
+        scope=scope,
+        trigger=trigger,
+        duration_ms=round(duration * 1000, 1),
+        outcome="error",
+        error=f"{type(error).__name__}: {error}",
+        **extra,
+    )

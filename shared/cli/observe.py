@@ -18,6 +18,7 @@ from dashcache.observe.health import run_checks
 from dashcache.observe.prometheus import serve
 from dashcache.observe.report import render_table, report
 from dashcache.observe.totals import read_totals
+from dashcache.passes import last_pass
 from dashcache.store import make_redis
 
 EXIT_UNHEALTHY = 1
@@ -35,7 +36,11 @@ def stats(settings: Settings, as_json: bool) -> None:
     client = make_redis(settings.redis_url, settings.redis_timeout_seconds)
     keys = KeySchema(settings.key_prefix)
     try:
-        body = report(read_totals(client, keys), read_freshness(client, keys, clock.now()))
+        body = report(
+            read_totals(client, keys),
+            read_freshness(client, keys, clock.now()),
+            last_pass(client, keys),
+        )
     finally:
         client.close()
     click.echo(json.dumps(body, indent=2) if as_json else render_table(body))

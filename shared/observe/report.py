@@ -16,8 +16,11 @@ from dashcache.observe.freshness import Freshness
 from dashcache.observe.totals import Totals
 
 
-def report(totals: Totals, freshness: Freshness) -> dict[str, Any]:
-    """Every count (zeros included, so the shape is stable), the hit ratio and the ages."""
+def report(
+    totals: Totals, freshness: Freshness, last_pass: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every count (zeros included, so the shape is stable), the hit ratio, the ages, and the
+    last scheduled pass whose every shard finished (`dashcache.passes.last_pass`)."""
     now = freshness.now
     recomputes: dict[str, dict[str, Any]] = {}
     for trigger in TRIGGERS:
@@ -59,6 +62,7 @@ def report(totals: Totals, freshness: Freshness) -> dict[str, Any]:
         "last_scheduled_run": None
         if last_run is None
         else {"at": last_run.isoformat(), "age_seconds": round(_age(now, last_run), 3)},
+        "last_pass": last_pass,
     }
 
 
@@ -93,8 +97,19 @@ def render_table(body: dict[str, Any]) -> str:
             if last_run is None
             else f"{last_run['at']}, {last_run['age_seconds']:.1f} s ago",
         ],
+        ["last pass", _pass_line(body.get("last_pass"))],
     ]
     return "\n\n".join([_columns(reads), _columns(recomputes), _columns(summary, numbers=False)])
+
+
+def _pass_line(last: dict[str, Any] | None) -> str:
+    """The last scheduled pass in one line."""
+    if last is None:
+        return "never"
+    return (
+        f"{last['at']}: {last['scopes']} scopes in {last['shards']} shards, "
+        f"{last['duration_ms'] / 1000:.1f} s, {last['idle_dropped']} idle dropped"
+    )
 
 
 def _columns(rows: list[list[str]], numbers: bool = True) -> str:

@@ -19,7 +19,7 @@ from dashcache.config import Settings
 from dashcache.dispatch import WARM_ALL, TaskSender
 from dashcache.keys import KeySchema, Kind, Scope
 from dashcache.passes import PassMarkers, ShardTask, last_pass, shard_ranges
-from dashcache.recompute import recompute_every_scope
+from dashcache.recompute import RecomputeResult, recompute_every_scope
 from dashcache.store import RedisStore, Write, Written
 from dashcache.worker import tasks
 from dashcache.worker.app import app
@@ -100,6 +100,12 @@ def test_sharded_pass_equals_one_process_pass(
         assert record is not None
         assert record["shards"] == sent
         assert record["scopes"] == len(scopes)
+        generations = {
+            json.loads(redis_client.get(sharded_keys.value(kind, scope)) or b"{}")["generation"]
+            for kind in Kind
+            for scope in scopes
+        }
+        assert generations == {record["generation"]}
     finally:
         stale = list(redis_client.scan_iter(f"{one.keys.prefix}:*"))
         redis_client.delete(*stale)
@@ -142,14 +148,17 @@ def test_a_later_pass_skips_shards_still_outstanding(
     assert markers.send(2, second, clock.now(), lambda shard: None) == [second[2]]
     assert not markers.renew(ShardTask(2, 0, 3))  # a doubled message of the later pass
     assert markers.renew(first[1])
-    assert markers.finish(first[0], 1, clock.now()) is None
-    assert markers.finish(first[1], 3, clock.now()) == {
+    assert markers.finish(first[0], RecomputeResult(1, NOW, {}, 2, 0, 1), clock.now()) is None
+    assert markers.finish(first[1], RecomputeResult(1, NOW, {}, 4, 2, 3), clock.now()) == {
         "at": mock.ANY,
         "duration_ms": mock.ANY,
         "scopes": 4,
         "shards": 2,
         "idle_dropped": 0,
         "generation": 1,
+        "outcome": "fenced",
+        "written": 6,
+        "fenced": 2,
     }
     third = [ShardTask(3, 0, 3)]
     assert markers.send(3, third, clock.now(), lambda shard: None) == third
@@ -178,24 +187,31 @@ def test_overlapping_periods_are_fenced(
     shard = range(3, 6)
     recompute_every_scope(pg, later, settings.max_breakdown, accounts=shard)
 
+    first_pass = later.take_ticket()
+
     def later_pass() -> None:
         with pg.begin() as conn:
             conn.execute(text("DELETE FROM emails WHERE account_id = 4"))
-        recompute_every_scope(pg, later, settings.max_breakdown, accounts=shard)
+        second_pass = later.take_ticket()
+        recompute_every_scope(
+            pg, later, settings.max_breakdown, accounts=shard, generation=second_pass
+        )
 
     slow.meanwhile = later_pass
-    early = recompute_every_scope(pg, slow, settings.max_breakdown, accounts=shard)
+    early = recompute_every_scope(
+        pg, slow, settings.max_breakdown, accounts=shard, generation=first_pass
+    )
     assert early.fenced == early.scopes * 2
     data = values(redis_client, keys, [4])
     assert data["agg:a4"]["total_emails"] == 0
+    stored = json.loads(redis_client.get(keys.value(Kind.AGGREGATES, 4)) or b"{}")
+    assert stored["generation"] == first_pass + 1
     assert redis_client.get(keys.value(Kind.AGGREGATES, None)) is None
 
 
 def shard_lines(process: Process, since: int) -> list[str]:
     """The shard runs a worker logged after its `since`-th line."""
-    return [
-        line for line in process.lines[since:] if "recompute.finished" in line and "shard:" in line
-    ]
+    return [line for line in process.lines[since:] if "shard.finished" in line]
 
 
 def test_two_workers_each_run_shards_of_one_pass(

@@ -64,8 +64,8 @@ def test_worker_warms_at_start(settings: Settings, pg: Engine, redis_client: red
 def test_real_worker_consumes_warm_task(
     settings: Settings, pg: Engine, redis_client: redis.Redis
 ) -> None:
-    """A warm_all task sent over the broker is consumed, its shards run, and every scope's keys
-    hold the truth."""
+    """A warm_all task sent over the broker is consumed, its shards run (the last one logs the
+    pass), and every scope's keys hold the truth, all of the pass's generation."""
     add_categories(pg, ["work", "news"])
     keys = KeySchema(settings.key_prefix)
     with worker_process(settings) as worker:
