@@ -197,11 +197,12 @@ class Metrics:
         self.client.close()
 
     def _add(self, field: str, count: int = 1) -> None:
-        if not self.enabled:
+        if self.flush_seconds <= 0:  # `enabled`, without a property call on every hit
             return
         with self._lock:
             self._counts[field] += count
-            self._start_locked()
+            if self._thread is None:
+                self._start_locked()
 
     def _start_locked(self) -> None:
         if self._thread is None:
