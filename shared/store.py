@@ -44,7 +44,7 @@ class Envelope:
             "computed_at": self.computed_at.isoformat(),
             "data": self.data,
         }
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return codec.dumps(body)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Envelope:
