@@ -145,6 +145,14 @@ class KeySchema:
         """Marker: a run of this kind and target started less than a debounce ago."""
         return f"{self.prefix}:{SCHEMA}:cooldown:{kind.value}:{target}"
 
+    def claimed(self, token: str) -> str:
+        """What the event run with this token claimed, returned again to a retried claim."""
+        return f"{self.prefix}:{SCHEMA}:claimed:{token}"
+
+    def marked(self, token: str) -> str:
+        """The reply of the mark call with this token, returned again to a retried call."""
+        return f"{self.prefix}:{SCHEMA}:marked:{token}"
+
     def failures(self, kind: Kind) -> str:
         """Hash of accounts whose event recompute of this kind failed, with the count."""
         return f"{self.prefix}:{SCHEMA}:failures:{kind.value}"

@@ -52,6 +52,12 @@ EventOutcome = Literal["received", "coalesced", "dead_lettered", "applied", "dup
 
 KIND_LABELS = {Kind.AGGREGATES: "aggregates", Kind.BREAKDOWN: "breakdown"}
 READ_OUTCOMES: tuple[ReadOutcome, ...] = ("hit", "miss", "fallback", "fresh", "stale", "error")
+_READ_FIELDS = {
+    (kind, outcome): f"reads:{label}:{outcome}"
+    for kind, label in KIND_LABELS.items()
+    for outcome in READ_OUTCOMES
+}
+"""The counter field of each read; looked up, not formatted, on every hit."""
 TRIGGERS: tuple[Trigger, ...] = ("schedule", "event", "fallback", "fresh")
 RECOMPUTE_OUTCOMES: tuple[RecomputeOutcome, ...] = ("written", "fenced", "error")
 EVENT_OUTCOMES: tuple[EventOutcome, ...] = (
@@ -104,9 +110,10 @@ class Metrics:
 
     def record_read(self, kind: Kind, outcome: ReadOutcome) -> None:
         """Count one read of a `kind` value by how it was served (see README, Metrics)."""
-        if outcome not in READ_OUTCOMES:
+        field = _READ_FIELDS.get((kind, outcome))
+        if field is None:
             raise InvalidArgument(f"read outcome must be one of {READ_OUTCOMES}, got {outcome!r}")
-        self._add(f"reads:{KIND_LABELS[kind]}:{outcome}")
+        self._add(field)
 
     def record_recompute(
         self, trigger: Trigger, outcome: RecomputeOutcome, duration_s: float, fenced: int = 0
@@ -190,11 +197,12 @@ class Metrics:
         self.client.close()
 
     def _add(self, field: str, count: int = 1) -> None:
-        if not self.enabled:
+        if self.flush_seconds <= 0:  # `enabled`, without a property call on every hit
             return
         with self._lock:
             self._counts[field] += count
-            self._start_locked()
+            if self._thread is None:
+                self._start_locked()
 
     def _start_locked(self) -> None:
         if self._thread is None:

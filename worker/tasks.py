@@ -92,7 +92,7 @@ def recompute_event_targets(self: Any, scope: object, kinds: object) -> int:
 
     result = _logged(
         event_run.scope,
-        lambda: recompute_targets(ctx, event_run, str(self.request.id), note),
+        lambda: recompute_targets(ctx, event_run, _attempt(self), note),
         trigger="event",
         claimed=claimed,
         kinds=[kind.value for kind in event_run.kinds],
@@ -195,3 +195,9 @@ def _logged(
         **extra,
     )
     return result
+
+
+def _attempt(task: Any) -> str:
+    """The run token of this attempt: a retried call of the claim script repeats it, so it gets
+    its first claim back; the task's own retry (a new attempt) claims afresh."""
+    return f"{task.request.id}:{task.request.retries}"
