@@ -23,6 +23,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 code{font-size:12px;word-break:break-all;white-space:pre-wrap}
 .bad{color:#c0392b;font-weight:600}.ok{color:#1e8449}.muted{color:#777}
 .down{background:#c0392b;color:#fff;padding:16px;border-radius:6px;grid-column:1/-1}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,1fr));gap:14px}
 svg.chart{width:100%;height:auto}
 svg text{font-size:11px;fill:#555}
 svg .axis{stroke:#999}

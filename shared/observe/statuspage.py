@@ -205,7 +205,7 @@ def _charts(series: dict[str, Any]) -> Html:
         for name in ("events_received", "events_applied", "events_recomputed")
     }
     events = line_chart("events per minute", minutes, rates, "per minute")
-    return _section("Last hour", lag, events, class_="wide")
+    return _section("Last hour", tag("div", lag, events, class_="charts"), class_="wide")
 
 
 def _section(title: str, *children: Html | None, class_: str | None = None) -> Html:
