@@ -99,6 +99,18 @@ def write_wal_consumer(client: redis.Redis, keys: KeySchema) -> None:
         client.set(keys.series("cdc_lag_ms", minute - 60 * back), round(lag), ex=7200)
 
 
+def new_email(account: int) -> Email:
+    return Email(
+        message_id=f"<s{account}@t>",
+        account_id=account,
+        category_id=3,
+        is_unread=True,
+        is_auto_labeled=False,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
 def test_page_equals_stats_and_follows_a_pass_and_events_without_reload(
     browser: webdriver.Chrome,
     settings: Settings,
@@ -125,20 +137,11 @@ def test_page_equals_stats_and_follows_a_pass_and_events_without_reload(
             converge(browser, lambda f: "ago" in f["schedule.last_at"], "the pass")
         publisher = EventPublisher(settings)
         try:
-            sessions = tracked_sessions(pg, publisher)
-            for account in (1, 2, 3):
+            recomputed = tracked_sessions(pg, publisher)
+            by_deltas = tracked_sessions(pg, publisher, deltas=True)
+            for account, sessions in ((1, recomputed), (2, recomputed), (3, by_deltas)):
                 with sessions() as session:
-                    session.add(
-                        Email(
-                            message_id=f"<s{account}@t>",
-                            account_id=account,
-                            category_id=3,
-                            is_unread=True,
-                            is_auto_labeled=False,
-                            created_at=NOW,
-                            updated_at=NOW,
-                        )
-                    )
+                    session.add(new_email(account))
                     session.commit()
             bad = [{"type": "categories.changed", "change": "renamed", "category_ids": [HOSTILE]}]
             ingest(bad, publisher)
