@@ -101,7 +101,10 @@ def status() -> None:
 @friendly_errors
 def status_serve(settings: Settings, port: int, addr: str) -> None:
     """Serve the status page at / and its data at /status.json, read from Redis per request."""
-    serve_status(settings, addr, port)
+    try:
+        serve_status(settings, addr, port)
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {addr}:{port}: {error}") from error
 
 
 def _probe_engine(database_url: str) -> Engine:

@@ -64,7 +64,12 @@ def make_server(source: StatusSource, addr: str, port: int) -> ThreadingHTTPServ
             if path not in ("/", "/panels", "/status.json"):
                 self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
                 return
-            data = source.read()
+            try:
+                data = source.read()
+            except Exception:  # a bug or unreadable data: one failed request, the server goes on
+                log.exception("status.failed", path=path)
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", b"error; see logs\n")
+                return
             status = HTTPStatus.OK if data["redis"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
             if path == "/status.json":
                 self._send(status, "application/json", json.dumps(data, indent=1).encode())

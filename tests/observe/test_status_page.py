@@ -4,6 +4,7 @@ answering while Redis is down."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -13,8 +14,10 @@ from dataclasses import replace
 from typing import Any
 
 import redis
+from click.testing import CliRunner
 
 from dashcache import clock
+from dashcache.cli import main
 from dashcache.cli.observe import status_serve
 from dashcache.config import Settings
 from dashcache.keys import KeySchema, Kind
@@ -221,3 +224,16 @@ def _data(text: str) -> dict[str, Any]:
         "series": {"minutes": [0, 60], "cdc_lag_ms": [None, 1.0], "events_received": [1, 2],
                    "events_applied": [0, 1], "events_recomputed": [None, 0]},
     }  # fmt: skip
+
+
+def test_a_taken_port_is_a_clear_error(settings: Settings) -> None:
+    """`status serve` on a port something else holds says so and exits 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(
+            main, ["status", "serve", "--port", port], env=settings.to_env()
+        )
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
