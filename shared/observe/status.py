@@ -17,7 +17,7 @@ import redis
 from dashcache.config import Settings
 from dashcache.keys import KeySchema
 from dashcache.logging import redact
-from dashcache.metrics import KIND_LABELS
+from dashcache.metrics import KIND_LABELS, RECOMPUTE_OUTCOMES
 from dashcache.observe.freshness import Freshness, read_freshness
 from dashcache.observe.report import report
 from dashcache.observe.totals import read_totals
@@ -158,8 +158,10 @@ def events(body: dict[str, Any], series: dict[str, list[float | None]]) -> dict[
             "last_hour": int(sum(points)),
         }
     lags = [point for point in series["cdc_lag_ms"] if point is not None]
+    event_runs = body["recomputes"]["event"]
     return {
         "totals": body["events"],
+        "recomputed_total": sum(event_runs[outcome] for outcome in RECOMPUTE_OUTCOMES),
         "per_minute": per_minute,
         "lag_ms_max_last_hour": max(lags) if lags else None,
     }

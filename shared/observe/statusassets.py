@@ -19,6 +19,7 @@ section.wide{grid-column:1/-1}
 h2{font-size:15px;margin:0 0 8px}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:3px 8px 3px 0;border-bottom:1px solid #eee;vertical-align:top}
+th{white-space:nowrap}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 code{font-size:12px;word-break:break-all;white-space:pre-wrap}
 .bad{color:#c0392b;font-weight:600}.ok{color:#1e8449}.muted{color:#777}

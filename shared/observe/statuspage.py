@@ -8,6 +8,7 @@ attributes, text always as text: no `innerHTML`, no full reload.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from dashcache.observe.chart import line_chart
@@ -15,6 +16,8 @@ from dashcache.observe.html import Html, join, tag
 from dashcache.observe.statusassets import SCRIPT, STYLE
 
 NA = "—"
+CDC_SILENT_SECONDS = 10.0
+"""A WAL consumer writes its status every second: silent longer than this, it is not running."""
 
 
 def page(data: dict[str, Any]) -> Html:
@@ -49,8 +52,8 @@ def panels(data: dict[str, Any]) -> Html:
         return tag("div", down, id="panels")
     sections = [
         _values(data),
-        _schedule(data["schedule"], data["settings"]),
-        _events(data["events"], data["cdc"]),
+        _schedule(data["schedule"], data["settings"], data["now"]),
+        _events(data["events"], data["cdc"], data["now"]),
         _drift(data),
         _dead_letters(data["dead_letters"]),
         _queues(data["queues"]),
@@ -86,39 +89,42 @@ def _values(data: dict[str, Any]) -> Html:
     return _section("Values", tag("table", head, *rows), summary)
 
 
-def _schedule(schedule: dict[str, Any], shown: dict[str, Any]) -> Html:
+def _schedule(schedule: dict[str, Any], shown: dict[str, Any], now: str) -> Html:
     last = schedule["last_pass"]
     run = schedule["last_scheduled_run"]
+    at = last["at"] if last is not None else run["at"] if run is not None else None
+    rows: list[tuple[str, Any, str | None]] = [
+        (
+            "last pass",
+            "no pass yet" if at is None else _ago(now, at),
+            "schedule.last_at",
+        )
+    ]
     if last is not None:
-        rows: list[tuple[str, Any, str | None]] = [
-            ("last pass", last["at"], "schedule.last_pass.at"),
+        rows += [
             ("took", f"{last['duration_ms']:.0f} ms", "schedule.last_pass.duration_ms"),
             ("scopes written", last["scopes"], "schedule.last_pass.scopes"),
             ("shards", last["shards"], "schedule.last_pass.shards"),
             ("idle accounts dropped", last["idle_dropped"], "schedule.last_pass.idle_dropped"),
         ]
-    elif run is not None:
-        rows = [("last pass", f"{run['at']} ({run['age_seconds']:.0f} s ago)", "schedule.last_at")]
+    due, wait = schedule["next_due"], schedule["next_due_in_seconds"]
+    if due is None:
+        next_due = "not scheduled (no beat has installed the schedule)"
+    elif wait < -shown["refresh_seconds"]:
+        next_due = f"{due} (overdue by {-wait:.0f} s: is beat running?)"
     else:
-        rows = [("last pass", "no pass yet", "schedule.last_at")]
-    due = schedule["next_due"]
-    rows.append(
-        (
-            "next due",
-            "not scheduled (no beat has installed the schedule)"
-            if due is None
-            else f"{due} (in {max(schedule['next_due_in_seconds'], 0):.0f} s)",
-            "schedule.next_due",
-        )
-    )
-    rows.append(("period", f"{shown['refresh_seconds']} s", None))
+        next_due = f"{due} (in {max(wait, 0):.0f} s)"
+    rows += [
+        ("next due", next_due, "schedule.next_due"),
+        ("period", f"{shown['refresh_seconds']} s", None),
+    ]
     return _section("Schedule", _pairs(rows))
 
 
-def _events(events: dict[str, Any], cdc: dict[str, Any] | None) -> Html:
+def _events(events: dict[str, Any], cdc: dict[str, Any] | None, now: str) -> Html:
     head = _row("th", "events", "last minute", "this minute", "last hour", "since start")
     totals = events["totals"]
-    since = {"received": totals["received"], "applied": totals["applied"], "recomputed": None}
+    since = {**totals, "recomputed": events["recomputed_total"]}
     rows = [
         tag(
             "tr",
@@ -126,7 +132,7 @@ def _events(events: dict[str, Any], cdc: dict[str, Any] | None) -> Html:
             _cell(counts["last_minute"], f"events.per_minute.{name}.last_minute"),
             _cell(counts["this_minute"], f"events.per_minute.{name}.this_minute"),
             _cell(counts["last_hour"], f"events.per_minute.{name}.last_hour"),
-            _cell(NA if since[name] is None else since[name], f"events.totals.{name}"),
+            _cell(since[name], f"events.totals.{name}"),
         )
         for name, counts in events["per_minute"].items()
     ]
@@ -143,7 +149,7 @@ def _events(events: dict[str, Any], cdc: dict[str, Any] | None) -> Html:
                 ("retained WAL", _bytes(cdc["retained_bytes"]), "cdc.retained_bytes"),
                 ("active consumer", cdc["active_consumer"] or NA, "cdc.active_consumer"),
                 ("confirmed LSN", cdc["confirmed_lsn"] or NA, "cdc.confirmed_lsn"),
-                ("updated", cdc["updated_at"] or NA, "cdc.updated_at"),
+                ("updated", _updated(now, cdc["updated_at"]), "cdc.updated_at"),
             ]
         )
     return _section("Events and the WAL source", table, tag("h2", "WAL source"), wal)
@@ -222,6 +228,27 @@ def _row(cell: str, *texts: str) -> Html:
 
 def _cell(value: Any, field: str | None, bad: int = 0) -> Html:
     return tag("td", value, data_field=field, class_="n bad" if bad else "n")
+
+
+def _age(now: str, then: str) -> float | None:
+    try:
+        return max((datetime.fromisoformat(now) - datetime.fromisoformat(then)).total_seconds(), 0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _ago(now: str, then: str) -> str:
+    age = _age(now, then)
+    return then if age is None else f"{then} ({_seconds(age)} ago)"
+
+
+def _updated(now: str, then: str | None) -> Html | str:
+    if then is None:
+        return NA
+    age = _age(now, then)
+    if age is not None and age > CDC_SILENT_SECONDS:
+        return tag("span", f"{_ago(now, then)}: the consumer is not writing", class_="bad")
+    return _ago(now, then)
 
 
 def _seconds(value: float | None) -> str:

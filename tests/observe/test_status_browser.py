@@ -33,6 +33,7 @@ from tests.helpers import NOW, Row, add_categories, add_emails
 from tests.observe.browser import chromium, shown_fields, status_server
 from tests.processes import beat_process, worker_process
 
+RUNS = ("written", "fenced", "error")
 HOSTILE = '<img src=x onerror="window.__xss=1">'
 DEADLINE = 60.0
 SCREENSHOT = os.environ.get("DASHCACHE_STATUS_SCREENSHOT")
@@ -62,6 +63,7 @@ def expected_fields(stats: dict[str, Any]) -> dict[str, str]:
         "stats.values_missing": str(stats["values_missing"]),
         "events.totals.received": str(stats["events"]["received"]),
         "events.totals.applied": str(stats["events"]["applied"]),
+        "events.totals.recomputed": str(sum(stats["recomputes"]["event"][o] for o in RUNS)),
         **{f"drift.{kind}": str(count) for kind, count in stats["drift"].items()},
     }
 

@@ -212,6 +212,7 @@ def _data(text: str) -> dict[str, Any]:
                                    "idle_dropped": 9, "generation": 5},
                      "last_scheduled_run": None, "next_due": text, "next_due_in_seconds": 3},
         "events": {"totals": {"received": 1, "applied": 1}, "lag_ms_max_last_hour": None,
+                   "recomputed_total": 1,
                    "per_minute": dict.fromkeys(("received", "applied", "recomputed"),
                                                per_minute)},
         "cdc": {"slot": text, "publication": text, "confirmed_lsn": text, "lag_seconds": 0.1,
@@ -237,3 +238,15 @@ def test_a_taken_port_is_a_clear_error(settings: Settings) -> None:
         )
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_a_silent_consumer_and_an_overdue_beat_are_flagged() -> None:
+    """A WAL status not written for a minute, and a run overdue by more than a period, show
+    as problems rather than as numbers."""
+    data = _data("x")
+    data["now"] = "2026-12-04T05:00:00+00:00"
+    data["cdc"]["updated_at"] = "2026-12-04T04:59:00+00:00"
+    data["schedule"]["next_due_in_seconds"] = -300
+    html = page(data)
+    assert "(60.0 s ago): the consumer is not writing" in html
+    assert "overdue by 300 s" in html
