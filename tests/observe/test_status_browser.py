@@ -153,8 +153,11 @@ def test_page_equals_stats_and_follows_a_pass_and_events_without_reload(
         def equal_to_stats(shown: dict[str, str]) -> bool:
             stats = stats_json(settings)
             expected = expected_fields(stats)
+            last_run = stats["last_scheduled_run"]
             return (
                 stats["events"]["received"] >= 3
+                and last_run is not None
+                and shown["schedule.last_at"].startswith(last_run["at"] + " (")
                 and shown.get("dead_letters.total") == "1"
                 and all(shown.get(name) == value for name, value in expected.items())
             )
