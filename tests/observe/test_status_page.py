@@ -146,6 +146,22 @@ def test_redis_down_answers_503_with_the_reason(settings: Settings) -> None:
     assert json.loads(raw)["redis"] == "unreachable"
 
 
+def test_a_hung_redis_is_reported_not_waited_for(settings: Settings) -> None:
+    """With Redis paused (connections hang) both paths still answer, 503 and unreachable."""
+    with RedisServer() as own:
+        hung = replace(settings, redis_url=own.url, broker_url=own.url)
+        own.pause()
+        try:
+            with serving(hung) as url:
+                page_status, text = get(url, "/")
+                json_status, raw = get(url, "/status.json")
+        finally:
+            own.resume()
+    assert page_status == json_status == 503
+    assert "Redis unreachable" in text
+    assert "Timeout" in json.loads(raw)["error"]
+
+
 def test_only_known_paths_are_served(settings: Settings) -> None:
     """Anything but /, /panels and /status.json is a 404; responses forbid foreign scripts."""
     with serving(settings) as url:
