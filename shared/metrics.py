@@ -21,6 +21,11 @@ Hash fields of `P:v1:metrics` (label values in the sets below):
     events:<event outcome>                  mutation events by what became of them
     drift:<kind>                            values the scheduled pass found wrong and repaired
     last_scheduled_run                      unix time of the last successful scheduled run
+
+The same flush adds the minute's event counts to the per-minute series
+`P:v1:series:<name>:<minute>` (INCRBY, EX 2 h; the status page draws the last hour):
+    events_received, events_applied          events:received, events:applied
+    events_recomputed                        recomputes:event:* (event-triggered recomputes)
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Literal
 
 import redis
 
+from dashcache import clock
 from dashcache.config import Settings
 from dashcache.errors import InvalidArgument
 from dashcache.keys import KeySchema, Kind
@@ -72,6 +78,14 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 """Upper bounds (seconds) of the recompute duration histogram; `inf` follows the last."""
 BUCKET_LABELS = (*(repr(bound) for bound in BUCKETS), "inf")
 LAST_SCHEDULED_RUN = "last_scheduled_run"
+SERIES_SECONDS = 7200
+"""Lifetime of a per-minute series key: two hours, so the last hour is always complete."""
+SERIES_SOURCES = {
+    "events_received": ("events:received",),
+    "events_applied": ("events:applied",),
+    "events_recomputed": tuple(f"recomputes:event:{o}" for o in RECOMPUTE_OUTCOMES),
+}
+"""Per-minute series -> the hash fields whose flushed counts it adds up."""
 
 # KEYS: the hash. ARGV: field, unix time. Keeps the larger of the stored and the given time.
 _SET_MAX = """
@@ -167,6 +181,11 @@ class Metrics:
                 pipe.hincrby(self.keys.metrics, field, count)
             for field, total in sums.items():
                 pipe.hincrbyfloat(self.keys.metrics, field, total)
+            minute = int(clock.timestamp()) // 60 * 60
+            for name, total in series_counts(counts).items():
+                key = self.keys.series(name, minute)
+                pipe.incrby(key, total)
+                pipe.expire(key, SERIES_SECONDS)
             if last_run:
                 self._set_max(
                     keys=[self.keys.metrics], args=[LAST_SCHEDULED_RUN, last_run], client=pipe
@@ -215,6 +234,14 @@ class Metrics:
                 self.flush()
             except Exception:  # keep flushing: an unexpected error must not end the thread
                 log.exception("metrics.flush_crashed")
+
+
+def series_counts(counts: Counter[str]) -> dict[str, int]:
+    """The per-minute series a flush of `counts` adds to (only those with something to add)."""
+    totals = {
+        name: sum(counts[field] for field in fields) for name, fields in SERIES_SOURCES.items()
+    }
+    return {name: total for name, total in totals.items() if total}
 
 
 @cache
