@@ -4,7 +4,8 @@ Beside every value written with a PostgreSQL snapshot, `P:v1:state:K:S` holds wh
 needs (JSON, built here, read and rewritten only by Lua):
 
     aggregates: {"g": generation, "at": computed_at, "snap": [xmin, xmax, [xip...]],
-                 "win": [previous week start, week start, computed_at] (epoch microseconds),
+                 "win": [previous week start, week start] (epoch microseconds; the current
+                         week is open at its end),
                  "n": [total, auto_labeled, unread, this week, previous week],
                  "cc": categories_count}
     breakdown:  {"g", "at", "snap", "max": breakdown size,
@@ -49,7 +50,7 @@ def state_json(
     }
     if kind is Kind.AGGREGATES:
         c = counted.counts
-        window = (computed_at - 2 * WEEK, computed_at - WEEK, computed_at)
+        window = (computed_at - 2 * WEEK, computed_at - WEEK)
         body["win"] = [str(micros(moment)) for moment in window]
         body["n"] = [c.total, c.auto_labeled, c.unread, c.this_week, c.previous_week]
         body["cc"] = stats.aggregates["categories_count"]
@@ -101,7 +102,7 @@ local function open_state(raw, kind)
   local s = cjson.decode(raw)
   if type(s.snap) ~= 'table' then return nil end
   if kind == 'agg' then
-    s.w = {tonumber(s.win[1]), tonumber(s.win[2]), tonumber(s.win[3])}
+    s.w = {tonumber(s.win[1]), tonumber(s.win[2])}
   else
     s.idx = {}
     for i, e in ipairs(s.c) do s.idx[tostring(e[1])] = i end
@@ -116,7 +117,7 @@ local function add_row(s, kind, row, sign)
     n[1] = n[1] + sign
     if row[3] then n[2] = n[2] + sign end
     if row[2] then n[3] = n[3] + sign end
-    if t >= w[2] and t < w[3] then n[4] = n[4] + sign
+    if t >= w[2] then n[4] = n[4] + sign
     elseif t >= w[1] and t < w[2] then n[5] = n[5] + sign end
   elseif row[1] ~= '' then
     local i = s.idx[row[1]]

@@ -19,7 +19,7 @@ Hash fields of `P:v1:metrics` (label values in the sets below):
     recompute_seconds_sum:<trigger>         their total duration (float)
     fenced_writes:<trigger>                 values the generation fence rejected
     events:<event outcome>                  mutation events by what became of them
-    drift:<kind>                            values the scheduled pass found wrong and repaired
+    drift:<kind>:<trigger>                  values a recompute found wrong and repaired
     last_scheduled_run                      unix time of the last successful scheduled run
 
 The same flush adds the minute's event counts to the per-minute series
@@ -36,6 +36,7 @@ import os
 import threading
 import weakref
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from typing import Literal
@@ -47,7 +48,7 @@ from dashcache.config import Settings
 from dashcache.errors import InvalidArgument
 from dashcache.keys import KeySchema, Kind
 from dashcache.logging import get_logger
-from dashcache.store import make_redis
+from dashcache.store import Drift, make_redis
 
 log = get_logger(__name__)
 
@@ -156,9 +157,22 @@ class Metrics:
         if count:
             self._add(f"events:{outcome}", count)
 
-    def record_drift(self, kind: Kind, count: int = 1) -> None:
-        """Count values of `kind` the scheduled pass found wrong (and repaired)."""
-        self._add(f"drift:{KIND_LABELS[kind]}", count)
+    def record_drift(self, kind: Kind, trigger: Trigger, count: int = 1) -> None:
+        """Count values of `kind` a recompute of `trigger` found wrong (and repaired)."""
+        self._add(f"drift:{KIND_LABELS[kind]}:{trigger}", count)
+
+    def count_drift(self, drift: Iterable[Drift], trigger: Trigger) -> None:
+        """Each stored value a recompute found wrong (and repaired, by writing over it): logged
+        with the fields that differed, and counted by kind and trigger."""
+        for each in drift:
+            log.warning(
+                "recompute.drift",
+                key=each.key,
+                kind=each.kind.value,
+                fields=each.fields,
+                trigger=trigger,
+            )
+            self.record_drift(each.kind, trigger)
 
     def record_scheduled_run(self, finished_at: datetime) -> None:
         """Note a successful scheduled recompute (health checks how long ago the last one was)."""
