@@ -15,7 +15,10 @@ needs (JSON, built here, read and rewritten only by Lua):
 Ids and times are decimal strings: Lua numbers are doubles, exact only to 2**53. A delta entry
 (kept per scope in `P:v1:deltas:S`, field `txid:email_id`) is `txid|seq|before|after`, a row
 being `category,unread,auto_labeled,created_at_us` (empty for none) and `seq` the generation
-counter when it was logged. Rendering a value from its state gives the same JSON data as
+counter when it was logged. The log's `~u:agg` / `~u:bd` hold the generation counter when an
+event published a change that reached the scope without a delta (no txid; shared/events/
+unapplied.py): until a recompute whose ticket is newer clears it, a write finds that change, not
+drift. Rendering a value from its state gives the same JSON data as
 `dashcache.recompute.to_data` (tests/events/test_deltas.py compares them).
 """
 
@@ -171,21 +174,18 @@ local function drift(old, s, kind)
     for i = 1, 3 do
       if old.n[i] ~= s.n[i] then fields[#fields + 1] = names[i] end
     end
-    if old.cc ~= s.cc then fields[#fields + 1] = 'categories_count' end
   else
     local was = {}
-    for _, e in ipairs(old.c) do was[tostring(e[1])] = e end
+    for _, e in ipairs(old.c) do was[tostring(e[1])] = e[3] end
     for _, e in ipairs(s.c) do
       local before = was[tostring(e[1])]
-      if not before or before[3] ~= e[3] then fields[#fields + 1] = e[2] end
-      was[tostring(e[1])] = nil
+      if before and before ~= e[3] then fields[#fields + 1] = e[2] end
     end
-    for _, e in pairs(was) do fields[#fields + 1] = e[2] end
   end
   return fields
 end
 """
 """Lua functions both scripts use: 64-bit id comparison on decimal strings, visibility in a
 snapshot, parsing delta entries, applying them to a state, rendering a state as an envelope
-(the same JSON as Python's), and the drift between two states (fields that do not move with the
-clock: totals, flags, categories)."""
+(the same JSON as Python's), and the drift between two states: the counts deltas maintain
+(totals, flags, every category both states know); the taxonomy itself comes only from recomputes."""

@@ -27,11 +27,14 @@ from dashcache.events.coalesce import Coalescer, Run, run_scope
 from dashcache.events.deltas import split
 from dashcache.events.targeting import Target, targets_of, targets_of_all
 from dashcache.events.tenancy import check_tenancy
-from dashcache.events.types import Event, check_event
+from dashcache.events.types import EmailCreated, EmailDeleted, EmailUpdated, Event, check_event
+from dashcache.events.unapplied import UnappliedMarks
 from dashcache.keys import KeySchema
 from dashcache.metrics import metrics_for
 from dashcache.schema.mapping import load_mapping
 from dashcache.store import make_redis
+
+EMAIL_EVENTS = (EmailCreated, EmailUpdated, EmailDeleted)
 
 
 class EventPublisher:
@@ -50,6 +53,8 @@ class EventPublisher:
         keys = KeySchema(settings.key_prefix)
         self.coalescer = Coalescer(self.client, keys, settings)
         self.applier = DeltaApplier(self.client, keys, settings.ttl_seconds)
+        self.unapplied = UnappliedMarks(self.client, keys, settings.ttl_seconds)
+        self.delta_states = settings.database_url.startswith("postgresql")
         self.metrics = metrics_for(settings)
         self.multi_tenant = load_mapping(settings.schema_file).multi_tenant
         self._closed = False
@@ -93,6 +98,9 @@ class EventPublisher:
         check_tenancy(batch, self.multi_tenant)
         parted = split(batch)
         applied = self._apply(parted.deltas)
+        if self.delta_states:
+            emails = [e for e in parted.recompute if isinstance(e, EMAIL_EVENTS)]
+            self.unapplied.mark(targets_of_all(emails) | applied.stale)
         targets = targets_of_all(parted.recompute) | applied.stale
         runs = self.coalescer.mark(targets)
         self.send_runs(runs)

@@ -6,28 +6,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
 from dashcache import clock
 from dashcache.async_reader import AsyncDashboardReader
 from dashcache.config import Settings
-from dashcache.events import CategoriesChanged, CategoryChange, EventPublisher
+from dashcache.events import (
+    CategoriesChanged,
+    CategoryChange,
+    EmailRow,
+    EmailUpdated,
+    EventPublisher,
+)
 from dashcache.keys import KeySchema, Kind
-from dashcache.models import Email
+from dashcache.models import Category, Email
 from dashcache.observe.prometheus import DashcacheCollector
 from dashcache.reader import DashboardReader
 from dashcache.recompute import recompute_every_scope
 from dashcache.store import RedisStore
 from tests.async_readers import with_reader
 from tests.cli.test_cli import run
-from tests.helpers import add_categories
+from tests.helpers import add_categories, wait_until
 from tests.processes import worker_process
 
 
@@ -157,3 +164,42 @@ def test_an_event_run_counts_the_drift_it_repairs(
     assert 'dashcache_drift_total{kind="breakdown",trigger="event"} 2.0' in scraped
     assert 'dashcache_drift_total{kind="breakdown",trigger="schedule"} 2.0' in scraped
     assert 'dashcache_drift_total{kind="aggregates",trigger="fresh"} 0.0' in scraped
+
+
+def test_published_changes_without_deltas_are_not_drift(
+    settings: Settings,
+    pg: Engine,
+    redis_client: redis.Redis,
+    warmed: KeySchema,
+    publisher: EventPublisher,
+    reader: DashboardReader,
+) -> None:
+    """With a real worker: after the first pass repaired the fixture's drift, an email update
+    published without a txid and a category rename reach the values through event runs that
+    count no drift (the difference is what was published); the values are right."""
+    with worker_process(settings) as worker:
+        worker.lines_with("recompute.drift", 2)
+        worker.wait_for("recompute.finished")
+        with pg.begin() as conn:
+            email = conn.execute(select(Email).where(Email.account_id == 1)).first()
+            assert email is not None
+            conn.execute(update(Email).where(Email.id == email.id).values(is_unread=False))
+            conn.execute(update(Category).where(Category.id == 2).values(name="letters"))
+        row = EmailRow(email.category_id, True, False, email.created_at)
+        publisher.publish_many(
+            [
+                EmailUpdated(1, email.id, before=row, after=replace(row, is_unread=False)),
+                CategoriesChanged((2,), CategoryChange.RENAMED),
+            ]
+        )
+        wait_until(
+            lambda: (
+                reader.get_aggregates(account_id=1).data["unread_count"] == 1
+                and "letters" in reader.get_category_breakdown().data
+            ),
+            "the event runs to write the published changes",
+            60,
+        )
+    drifted = [json.loads(line) for line in worker.lines if "recompute.drift" in line]
+    assert {e["trigger"] for e in drifted} == {"schedule"}
+    assert drift_by_trigger(settings) == {"schedule": {"breakdown": 2}}
