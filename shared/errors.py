@@ -32,3 +32,9 @@ class CacheUnavailable(DashcacheError):
 class SchemaError(ConfigError):
     """The schema mapping does not fit the database (or is malformed); the message names the
     mapping key, e.g. `emails.unread: column "read_at" not found in table "messages"`."""
+
+
+class PublisherClosed(DashcacheError):
+    """`publish` or `publish_many` was called on an `EventPublisher` after its `close()`; nothing
+    was queued nor sent. Publish through a publisher that is open (make a new one, or use the
+    process's default publisher)."""

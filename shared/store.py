@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from dashcache import codec
 from dashcache.fence import FENCED_WRITE_SCRIPT
 from dashcache.keys import KeySchema, Kind, Scope, parse_scope_token, scope_token
 from dashcache.logging import get_logger
@@ -38,14 +38,13 @@ class Envelope:
     generation: int
 
     def to_json(self) -> bytes:
-        """Compact UTF-8 JSON; `generation` first, so it is cheap to spot (orjson writes what
-        `json.dumps` with `separators=(",", ":")` and `ensure_ascii=False` writes, faster)."""
+        """Compact UTF-8 JSON; `generation` first, so it is cheap to spot."""
         body = {
             "generation": self.generation,
             "computed_at": self.computed_at.isoformat(),
             "data": self.data,
         }
-        return orjson.dumps(body)
+        return codec.dumps(body)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Envelope:
@@ -56,7 +55,7 @@ class Envelope:
 def decode_envelope(raw: bytes) -> tuple[Any, datetime, int]:
     """(data, computed_at, generation) from what `Envelope.to_json` wrote, without building an
     Envelope: the readers' hit path uses this."""
-    body = json.loads(raw)
+    body = codec.loads(raw)
     return body["data"], datetime.fromisoformat(body["computed_at"]), body["generation"]
 
 
