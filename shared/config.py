@@ -49,6 +49,7 @@ ENV_NAMES = {
     "DASHCACHE_MAX_VALUE_BYTES": "max_value_bytes",
     "DASHCACHE_SCHEMA_FILE": "schema_file",
     "DASHCACHE_SHARD_ACCOUNTS": "shard_accounts",
+    "DASHCACHE_IDLE_DAYS": "idle_days",
 }
 """Environment variable -> settings attribute."""
 
@@ -89,6 +90,8 @@ class Settings:
     """The TOML schema mapping of the app's own tables; None reads the demo schema."""
     shard_accounts: int = 10_000
     """Account ids per shard of the scheduled pass (one `warm_shard` task each)."""
+    idle_days: int = 30
+    """Accounts whose dashboards nobody read for this many days drop out of the pass."""
 
     @property
     def soft_age(self) -> int:
@@ -171,6 +174,7 @@ class Settings:
             shard_accounts=_get(
                 env, "DASHCACHE_SHARD_ACCOUNTS", 10_000, int, _between(1, 100_000_000)
             ),
+            idle_days=_get(env, "DASHCACHE_IDLE_DAYS", 30, int, _between(1, 3650)),
         )
         _check_together(settings)
         load_mapping(settings.schema_file)  # a malformed file stops here, naming its key

@@ -207,6 +207,11 @@ class KeySchema:
         return f"{self.prefix}:{SCHEMA}:pass:{generation}"
 
     @property
+    def reads(self) -> str:
+        """Sorted set: account id -> unix time its dashboard was last read (dashcache.reads)."""
+        return f"{self.prefix}:{SCHEMA}:reads"
+
+    @property
     def last_pass(self) -> str:
         """String (JSON): the last scheduled pass whose every shard finished."""
         return f"{self.prefix}:{SCHEMA}:pass:last"

@@ -41,15 +41,16 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('EXPIRE', KEYS[
 return 1
 """
 
-# KEYS: progress. ARGV: scopes, written, fenced of the shard. Returns {shards sent, shards done,
-# scopes, written, fenced, started} of the pass.
+# KEYS: progress. ARGV: scopes, written, fenced, idle dropped of the shard. Returns {shards sent,
+# shards done, scopes, written, fenced, idle dropped, started} of the pass.
 _DONE_SCRIPT = """
 local done = redis.call('HINCRBY', KEYS[1], 'done', 1)
 local scopes = redis.call('HINCRBY', KEYS[1], 'scopes', ARGV[1])
 local written = redis.call('HINCRBY', KEYS[1], 'written', ARGV[2])
 local fenced = redis.call('HINCRBY', KEYS[1], 'fenced', ARGV[3])
+local idle = redis.call('HINCRBY', KEYS[1], 'idle', ARGV[4])
 local got = redis.call('HMGET', KEYS[1], 'shards', 'started')
-return {tonumber(got[1] or '0'), done, scopes, written, fenced, got[2] or ''}
+return {tonumber(got[1] or '0'), done, scopes, written, fenced, idle, got[2] or ''}
 """
 
 
@@ -150,8 +151,10 @@ class PassMarkers:
         line (written and fenced summed over its shards), after recording it as `pass:last`."""
         self._owned(keys=[self.keys.shard_marker(shard.name)], args=[shard.generation, ""])
         progress = self.keys.pass_progress(shard.generation)
-        counts = [result.scopes, result.written, result.fenced]
-        sent, done, scopes, written, fenced, started = self._done(keys=[progress], args=counts)
+        counts = [result.scopes, result.written, result.fenced, result.idle_dropped]
+        sent, done, scopes, written, fenced, idle, started = self._done(
+            keys=[progress], args=counts
+        )
         if not started or done != sent:
             return None
         began = datetime.fromisoformat(started.decode())
@@ -160,7 +163,7 @@ class PassMarkers:
             "duration_ms": round((now - began).total_seconds() * 1000, 1),
             "scopes": int(scopes),
             "shards": int(sent),
-            "idle_dropped": 0,
+            "idle_dropped": int(idle),
             "generation": shard.generation,
         }
         self.client.set(self.keys.last_pass, json.dumps(record))

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from dashcache import clock
 from dashcache.keys import Kind, Scope
 from dashcache.maintained import state_json
+from dashcache.reads import ReadMarks
 from dashcache.snapshots import Snapshot, current_snapshot
 from dashcache.stats import ScopeStats, compute_accounts, compute_scope, stream_every_scope
 from dashcache.store import Drift, Envelope, RedisStore, Write, Written
@@ -43,6 +44,7 @@ class RecomputeResult:
     scopes: int
     snapshot: Snapshot | None = None
     drift: tuple[Drift, ...] = ()
+    idle_dropped: int = 0
 
     @property
     def outcome(self) -> Literal["written", "fenced"]:
@@ -114,30 +116,36 @@ def recompute_every_scope(
     kinds: tuple[Kind, ...] = ALL_KINDS,
     accounts: range | None = None,
     generation: int | None = None,
+    reads: ReadMarks | None = None,
 ) -> RecomputeResult:
     """Recompute every scope in one grouped pass, writing each batch of accounts as it is folded
     (memory stays bounded) and the all-accounts scope last; scopes warmed before but now empty
     get zeros. With `accounts` (a shard of the scheduled pass), only the account ids in that
     range, without the all-accounts scope, and `generation` the ticket its pass took before
-    sending it (every read of the pass happens after it, as the fence requires)."""
+    sending it (every read of the pass happens after it, as the fence requires). With `reads`,
+    accounts nobody read for the idle period are left out (and counted), see dashcache.reads."""
     generation = store.take_ticket() if generation is None else generation
     now = clock.now()
     known = store.warmed_accounts()
     if accounts is not None:
         known = [account_id for account_id in known if account_id in accounts]
-    written = fenced = scopes = 0
+    written = fenced = scopes = idle = 0
     drift: list[Drift] = []
     with snapshot(engine) as session:
         seen = current_snapshot(session)
         batches = stream_every_scope(session, now, max_breakdown, include=known, accounts=accounts)
-        for batch in batches:
+        for folded in batches:
+            batch, dropped = (folded, 0) if reads is None else reads.keep_read(folded, now)
+            idle += dropped
             computed = RecomputeResult(generation, now, batch, 0, 0, len(batch), seen)
             part = write_result(store, computed, kinds)
             written += part.written
             fenced += part.fenced
             scopes += part.scopes
             drift += part.drift
-    return RecomputeResult(generation, now, {}, written, fenced, scopes, seen, tuple(drift))
+    return RecomputeResult(
+        generation, now, {}, written, fenced, scopes, seen, tuple(drift), idle_dropped=idle
+    )
 
 
 def recompute_accounts(

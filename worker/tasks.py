@@ -20,6 +20,7 @@ from dashcache.keys import Scope, check_account_id, scope_token
 from dashcache.logging import get_logger
 from dashcache.metrics import Trigger
 from dashcache.passes import PassMarkers, ShardTask, account_bounds, shard_ranges
+from dashcache.reads import ReadMarks
 from dashcache.recompute import RecomputeResult, recompute_every_scope, recompute_scope
 from dashcache.worker.app import app
 from dashcache.worker.runtime import runtime
@@ -78,12 +79,19 @@ def warm_shard(generation: int, low: int | None, high: int | None) -> int:
             return recompute_scope(
                 rt.engine, rt.store, None, max_breakdown, generation=shard.generation
             )
+        reads = ReadMarks(rt.store.client, rt.store.keys, rt.settings.idle_days)
         return recompute_every_scope(
-            rt.engine, rt.store, max_breakdown, accounts=accounts, generation=shard.generation
+            rt.engine,
+            rt.store,
+            max_breakdown,
+            accounts=accounts,
+            generation=shard.generation,
+            reads=reads,
         )
 
     result = _logged(f"shard:{shard.name}", run, event="shard.finished")
     rt.metrics.count_drift(result.drift, "schedule")
+    rt.metrics.record_pass_shard(result.scopes, result.idle_dropped)
     record = markers.finish(shard, result, clock.now())
     if record is not None:
         log.info("recompute.finished", scope="all", trigger="schedule", **record)
@@ -102,6 +110,8 @@ def warm_scope(account_id: Scope) -> int:
     """Recompute one scope (an account, or None for all accounts)."""
     account_id = check_account_id(account_id)
     rt = runtime()
+    # Sent only by a reader's refresh of a stale value: a read (see dashcache.reads).
+    ReadMarks(rt.store.client, rt.store.keys, rt.settings.idle_days).mark(account_id, clock.now())
     result = _logged(
         scope_token(account_id),
         lambda: recompute_scope(rt.engine, rt.store, account_id, rt.settings.max_breakdown),

@@ -8,6 +8,7 @@ from typing import Any
 from dashcache.metrics import (
     EVENT_OUTCOMES,
     KIND_LABELS,
+    PASS_OUTCOMES,
     READ_OUTCOMES,
     RECOMPUTE_OUTCOMES,
     TRIGGERS,
@@ -64,6 +65,7 @@ def report(
         if last_run is None
         else {"at": last_run.isoformat(), "age_seconds": round(_age(now, last_run), 3)},
         "last_pass": last_pass,
+        "pass_scopes": {o: totals.pass_scopes.get(o, 0) for o in PASS_OUTCOMES},
     }
 
 

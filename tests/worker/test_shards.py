@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 from unittest import mock
 
@@ -19,6 +20,7 @@ from dashcache.config import Settings
 from dashcache.dispatch import WARM_ALL, TaskSender
 from dashcache.keys import KeySchema, Kind, Scope
 from dashcache.passes import PassMarkers, ShardTask, last_pass, shard_ranges
+from dashcache.reader import DashboardReader
 from dashcache.recompute import RecomputeResult, recompute_every_scope
 from dashcache.store import RedisStore, Write, Written
 from dashcache.worker import tasks
@@ -250,3 +252,40 @@ def test_two_workers_each_run_shards_of_one_pass(
     assert len(ran[0]) + len(ran[1]) == shards
     data = values(redis_client, keys, [None, *ACCOUNTS])
     assert data["agg:all"]["total_emails"] == sum(account % 4 + 1 for account in ACCOUNTS)
+
+
+def test_idle_account_drops_out_and_rejoins_after_a_read(
+    pg: Engine,
+    shard_settings: Settings,
+    redis_client: redis.Redis,
+    eager: None,
+    reader: DashboardReader,
+) -> None:
+    """An account nobody read for the idle days is left out of the pass (its values no longer
+    rewritten, its scope no longer warmed); a read computes it through the fallback and the next
+    pass warms it again."""
+    seed(pg)
+    keys = KeySchema(shard_settings.key_prefix)
+    tasks.warm_all.apply().get()
+    stale = clock.now() - timedelta(days=shard_settings.idle_days + 1)
+    redis_client.zadd(keys.reads, {"2": stale.timestamp()})
+    before = json.loads(redis_client.get(keys.value(Kind.AGGREGATES, 2)) or b"{}")
+    tasks.warm_all.apply().get()
+    record = last_pass(redis_client, keys)
+    assert record is not None
+    assert record["idle_dropped"] == 1
+    assert json.loads(redis_client.get(keys.value(Kind.AGGREGATES, 2)) or b"{}") == before
+    assert not redis_client.sismember(keys.scopes, "a2")
+    assert (
+        json.loads(redis_client.get(keys.value(Kind.AGGREGATES, 3)) or b"{}")["generation"]
+        == record["generation"]
+    )
+    redis_client.delete(keys.value(Kind.AGGREGATES, 2), keys.value(Kind.BREAKDOWN, 2))
+    served = reader.get_aggregates(2)
+    assert (served.source, served.data["total_emails"]) == ("fallback", 2 % 4 + 1)
+    tasks.warm_all.apply().get()
+    again = last_pass(redis_client, keys)
+    assert again is not None
+    assert again["idle_dropped"] == 0
+    stored = json.loads(redis_client.get(keys.value(Kind.BREAKDOWN, 2)) or b"{}")
+    assert stored["generation"] == again["generation"]
