@@ -6,8 +6,9 @@ reports drift from the stored state, and prunes the delta log (shared/maintained
 
 from dashcache.maintained import LUA_LIBRARY
 
-# KEYS: seq, scopes, then per write: value, state, scope's delta log.   ARGV: ttl, then per write:
-# generation, payload, scope token, state JSON ('' without a snapshot), kind.
+# KEYS: seq, scopes, then per write: value, state, scope's delta log.   ARGV: ttl, then per write
+# one argument, `generation\nscope token\nkind\nstate JSON\npayload` (state '' without a
+# snapshot; compact JSON never holds a raw newline), half the arguments to encode and send.
 # Returns per write {1 written or 0 fenced, drift fields}. A stored generation above the counter
 # means the counter was lost (Redis restarted with values restored): the write is accepted and
 # the counter raised past it, so ordering holds again from the next ticket on.
@@ -36,9 +37,9 @@ local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ttl = ARGV[1]
 local out = {}
 for i = 3, #KEYS, 3 do
-  local base = (i - 3) / 3 * 5 + 2
-  local generation = tonumber(ARGV[base])
-  local payload, kind, state_raw = ARGV[base + 1], ARGV[base + 4], ARGV[base + 3]
+  local g, token, kind, state_raw, payload = string.match(
+    ARGV[(i - 3) / 3 + 2], '^(%d+)\\n([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+  local generation = tonumber(g)
   local accept = 1
   local fields = {}
   local current = redis.call('GET', KEYS[i])
@@ -110,7 +111,7 @@ for i = 3, #KEYS, 3 do
   end
   if accept == 1 then
     redis.call('SET', KEYS[i], payload, 'EX', ttl)
-    redis.call('SADD', KEYS[2], ARGV[base + 2])
+    redis.call('SADD', KEYS[2], token)
   end
   out[#out + 1] = {accept, fields}
 end

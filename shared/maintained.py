@@ -47,15 +47,11 @@ def state_json(
     counted = stats.counted
     if counted is None:
         raise ValueError("stats without their counts cannot seed a delta-maintained state")
-    body: dict[str, object] = {
-        "g": generation,
-        "at": computed_at.isoformat(),
-        "snap": snapshot.wire(),
-    }
+    at, win = moment_texts(computed_at)
+    body: dict[str, object] = {"g": generation, "at": at, "snap": snapshot_wire(snapshot)}
     if kind is Kind.AGGREGATES:
         c = counted.counts
-        window = (computed_at - 2 * WEEK, computed_at - WEEK)
-        body["win"] = [str(micros(moment)) for moment in window]
+        body["win"] = win
         body["n"] = [c.total, c.auto_labeled, c.unread, c.this_week, c.previous_week]
         body["cc"] = stats.aggregates["categories_count"]
     else:
@@ -66,6 +62,19 @@ def state_json(
         ]
         body["u"] = {}
     return codec.dumps(body).decode()
+
+
+@lru_cache(maxsize=64)
+def moment_texts(computed_at: datetime) -> tuple[str, list[str]]:
+    """A state's `at` and `win` for one computation time (shared by every value of a pass)."""
+    window = (computed_at - 2 * WEEK, computed_at - WEEK)
+    return computed_at.isoformat(), [str(micros(moment)) for moment in window]
+
+
+@lru_cache(maxsize=64)
+def snapshot_wire(snapshot: Snapshot) -> list[object]:
+    """`snapshot.wire()`, computed once per snapshot (every value of a pass shares one)."""
+    return snapshot.wire()
 
 
 @lru_cache(maxsize=4096)
