@@ -61,10 +61,14 @@ for i = 3, #KEYS, 3 do
   if accept == 1 and state_raw ~= '' then
     local xmin = string.match(state_raw, '"snap":%["(%d+)"')
     local old_raw = redis.call('GET', KEYS[i + 1])
-    local horizon = redis.call('HGET', log, '~h')
+    local entries = redis.call('HGETALL', log)
+    local meta = {}
+    for j = 1, #entries, 2 do
+      if string.sub(entries[j], 1, 1) == '~' then meta[entries[j]] = entries[j + 1] end
+    end
+    local horizon = meta['~h']
     if horizon and old_raw and lt(xmin, horizon) then accept = 0 end
     if accept == 1 then
-      local entries = redis.call('HGETALL', log)
       local changed = false
       for j = 1, #entries, 2 do
         if string.sub(entries[j], 1, 1) ~= '~' then
@@ -81,7 +85,7 @@ for i = 3, #KEYS, 3 do
         end
       end
       if changed then payload = render(s, kind) end
-      local expected = redis.call('HGET', log, '~u:' .. kind)
+      local expected = meta['~u:' .. kind]
       if expected and generation > tonumber(expected) then
         redis.call('HDEL', log, '~u:' .. kind)
       end
@@ -93,7 +97,8 @@ for i = 3, #KEYS, 3 do
       end
       redis.call('SET', KEYS[i + 1], changed and close_state(s) or state_raw, 'EX', ttl)
       redis.call('HSET', log, '~x:' .. kind, xmin)
-      local marks = redis.call('HMGET', log, '~x:agg', '~x:bd')
+      meta['~x:' .. kind] = xmin
+      local marks = {meta['~x:agg'], meta['~x:bd']}
       if marks[1] and marks[2] then
         local low = lt(marks[1], marks[2]) and marks[1] or marks[2]
         if not horizon or lt(horizon, low) then
