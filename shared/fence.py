@@ -36,13 +36,15 @@ FENCED_WRITE_SCRIPT = (
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ttl = ARGV[1]
 local out = {}
+local added = nil
 for i = 3, #KEYS, 3 do
   local g, token, kind, state_raw, payload = string.match(
     ARGV[(i - 3) / 3 + 2], '^(%d+)\\n([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$')
   local generation = tonumber(g)
   local accept = 1
   local fields = {}
-  local current = redis.call('GET', KEYS[i])
+  local got = redis.call('MGET', KEYS[i], KEYS[i + 1])
+  local current, old_raw = got[1], got[2]
   if current then
     local stored = tonumber(string.match(current, '^{"generation":(%d+),'))
     if not stored then
@@ -60,7 +62,6 @@ for i = 3, #KEYS, 3 do
   local s = nil
   if accept == 1 and state_raw ~= '' then
     local xmin = string.match(state_raw, '"snap":%["(%d+)"')
-    local old_raw = redis.call('GET', KEYS[i + 1])
     local entries = redis.call('HGETALL', log)
     local meta = {}
     for j = 1, #entries, 2 do
@@ -96,9 +97,9 @@ for i = 3, #KEYS, 3 do
         if old then fields = drift(old, s, kind) end
       end
       redis.call('SET', KEYS[i + 1], changed and close_state(s) or state_raw, 'EX', ttl)
-      redis.call('HSET', log, '~x:' .. kind, xmin)
       meta['~x:' .. kind] = xmin
       local marks = {meta['~x:agg'], meta['~x:bd']}
+      local pruned = nil
       if marks[1] and marks[2] then
         local low = lt(marks[1], marks[2]) and marks[1] or marks[2]
         if not horizon or lt(horizon, low) then
@@ -106,8 +107,13 @@ for i = 3, #KEYS, 3 do
             local txid = string.match(entries[j + 1], '^(%d+)|')
             if txid and lt(txid, low) then redis.call('HDEL', log, entries[j]) end
           end
-          redis.call('HSET', log, '~h', low)
+          pruned = low
         end
+      end
+      if pruned then
+        redis.call('HSET', log, '~x:' .. kind, xmin, '~h', pruned)
+      else
+        redis.call('HSET', log, '~x:' .. kind, xmin)
       end
       redis.call('EXPIRE', log, ttl)
     end
@@ -116,7 +122,10 @@ for i = 3, #KEYS, 3 do
   end
   if accept == 1 then
     redis.call('SET', KEYS[i], payload, 'EX', ttl)
-    redis.call('SADD', KEYS[2], token)
+    if token ~= added then
+      redis.call('SADD', KEYS[2], token)
+      added = token
+    end
   end
   out[#out + 1] = {accept, fields}
 end
