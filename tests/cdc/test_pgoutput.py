@@ -25,6 +25,7 @@ from dashcache.cdc.pgoutput import (
     parse_lsn,
 )
 from dashcache.errors import DashcacheError, PgoutputError
+from tests.cdc.captured import CAPTURED
 
 WHEN = datetime(2026, 12, 4, 3, 52, 10, 123456, tzinfo=UTC)
 WHEN_US = (WHEN - datetime(2000, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
@@ -226,3 +227,77 @@ def test_out_of_range_lsn_is_refused(lsn: int) -> None:
     """Only 64-bit unsigned LSNs can be formatted."""
     with pytest.raises(PgoutputError, match="out of range"):
         format_lsn(lsn)
+
+
+def at(microsecond: int) -> datetime:
+    """A commit time of the captured stream."""
+    return datetime(2026, 12, 4, 4, 13, 19, microsecond, tzinfo=UTC)
+
+
+CATEGORIES = Relation(
+    16384, "public", "categories", "d", (Column(True, "id", 20, -1), Column(False, "name", 25, -1))
+)
+EMAILS = Relation(
+    16391,
+    "public",
+    "emails",
+    "f",
+    tuple(
+        Column(True, name, oid, -1)
+        for name, oid in [
+            ("id", 20),
+            ("account_id", 20),
+            ("category_id", 20),
+            ("created_at", 1184),
+            ("is_unread", 16),
+            ("is_auto_labeled", 16),
+        ]
+    ),
+)
+NOTES = Relation(
+    16401,
+    "public",
+    "notes",
+    "d",
+    (Column(True, "id", 23, -1), Column(False, "mood", 16397, -1), Column(False, "body", 25, -1)),
+)
+ROW_10 = ("10", "3", "1", "2026-12-04 03:52:10.123456+00", "t", "f")
+ROW_11 = ("11", "3", None, "2026-12-04 03:52:11+00", "f", "t")
+EXPECTED = [
+    Begin(0x1551DC8, at(753752), 731),
+    CATEGORIES,
+    Insert(16384, ("1", "Inbox")),
+    Commit(0, 0x1551DC8, 0x1551DF8, at(753752)),
+    Begin(0x1551F90, at(754093), 732),
+    EMAILS,
+    Insert(16391, ROW_10),
+    Insert(16391, ROW_11),
+    Commit(0, 0x1551F90, 0x1551FC0, at(754093)),
+    Begin(0x1552068, at(754502), 733),
+    Update(16391, ROW_10, False, (*ROW_10[:4], "f", "f")),
+    Commit(0, 0x1552068, 0x1552098, at(754502)),
+    Begin(0x15520F0, at(754715), 734),
+    Delete(16391, ROW_11, False),
+    Commit(0, 0x15520F0, 0x1552120, at(754715)),
+    Begin(0x15521B8, at(754960), 735),
+    TypeInfo(16397, "public", "mood"),
+    NOTES,
+    Update(16401, None, False, ("1", "busy", UNCHANGED)),
+    Commit(0, 0x15521B8, 0x15521E8, at(754960)),
+    Begin(0x1552288, at(755293), 736),
+    LogicalMessage(True, 0x1552230, "dashcache", b"hello"),
+    Update(16384, None, False, ("1", "Promotions")),
+    Commit(0, 0x1552288, 0x15522B8, at(755293)),
+    Begin(0x15533E8, at(756595), 737),
+    EMAILS,
+    CATEGORIES,
+    Truncate((16391, 16384), False, True),
+    Commit(0, 0x15533E8, 0x15535F0, at(756595)),
+]
+
+
+def test_real_stream() -> None:
+    """Payloads captured from PostgreSQL 15 decode to the changes that were made: inserts, a
+    REPLICA IDENTITY FULL update and delete, an unchanged TOASTed value, a type, a logical
+    message, a TRUNCATE ... RESTART IDENTITY, each inside its Begin and Commit."""
+    assert [decode(bytes.fromhex(payload)) for payload in CAPTURED] == EXPECTED

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from dashcache.cdc.pgoutput import UNCHANGED, Column, Relation, Row
+from dashcache.cdc.pgoutput import UNCHANGED, Column, Delete, Insert, Relation, Row, Update, decode
 from dashcache.cdc.rows import CategoryColumns, EmailColumns, category_of, email_row
 from dashcache.errors import BadRow, DashcacheError, SchemaError
 from dashcache.events.types import EmailRow
 from dashcache.schema.mapping import DEMO_MAPPING, SchemaMapping, parse_mapping
+from tests.cdc.captured import CAPTURED
 
 WHEN = datetime(2026, 12, 4, 3, 52, 10, 123456, tzinfo=UTC)
 WHEN_TEXT = "2026-12-04 03:52:10.123456+00"
@@ -230,3 +231,33 @@ def test_missing_category_column_is_named() -> None:
     """A categories relation without the mapped name column raises SchemaError naming it."""
     with pytest.raises(SchemaError, match=re.escape('categories.name: column "title" not found')):
         CategoryColumns.of(SINGLE_TENANT, relation("labels", "label_id", "name"))
+
+
+def test_real_stream_rows() -> None:
+    """The emails and categories rows of a captured PostgreSQL 15 stream become the rows that
+    were written, through the demo mapping."""
+    messages = [decode(bytes.fromhex(payload)) for payload in CAPTURED]
+    relations = {m.name: m for m in messages if isinstance(m, Relation)}
+    emails = EmailColumns.of(DEMO_MAPPING, relations["emails"])
+    categories = CategoryColumns.of(DEMO_MAPPING, relations["categories"])
+    email_rows = []
+    for message in messages:
+        if isinstance(message, Insert | Update) and message.oid == relations["emails"].oid:
+            email_rows.append(email_row(emails, message.new))
+        if isinstance(message, Update | Delete) and message.oid == relations["emails"].oid:
+            assert message.old is not None
+            email_rows.append(email_row(emails, message.old))
+    second = datetime(2026, 12, 4, 3, 52, 11, tzinfo=UTC)
+    assert email_rows == [
+        (3, 10, EmailRow(1, True, False, WHEN)),
+        (3, 11, EmailRow(None, False, True, second)),
+        (3, 10, EmailRow(1, False, False, WHEN)),
+        (3, 10, EmailRow(1, True, False, WHEN)),
+        (3, 11, EmailRow(None, False, True, second)),
+    ]
+    named = [
+        category_of(categories, m.new)
+        for m in messages
+        if isinstance(m, Insert | Update) and m.oid == relations["categories"].oid
+    ]
+    assert named == [(1, "Inbox"), (1, "Promotions")]
