@@ -195,6 +195,8 @@ def test_trailing_bytes_are_refused(payload: bytes) -> None:
         (b"R" + struct.pack(">I", 1) + cstr("s") + cstr("t") + b"x" + b"\0\0", "replica identity"),
         (b"I" + struct.pack(">I", 7) + b"N" + struct.pack(">hci", 1, b"t", 1) + b"\xff", "UTF-8"),
         (b"M" + struct.pack(">BQ", 0, 1) + cstr("p") + struct.pack(">i", -1), "negative"),
+        (b"I" + struct.pack(">I", 7) + b"N" + struct.pack(">hci", 1, b"t", -1), "negative"),
+        (b"I" + struct.pack(">I", 7) + b"N" + struct.pack(">hci", 1, b"t", 9) + b"ab", "needs 9"),
     ],
 )
 def test_bad_messages_are_refused(payload: bytes, match: str) -> None:
