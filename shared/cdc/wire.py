@@ -82,7 +82,13 @@ class Reader:
         return self._unpack(_U64, what)
 
     def time(self, what: str) -> datetime:
-        return PG_EPOCH + timedelta(microseconds=self._unpack(_I64, what))
+        microseconds = self._unpack(_I64, what)
+        try:
+            return PG_EPOCH + timedelta(microseconds=microseconds)
+        except OverflowError:
+            raise PgoutputError(
+                f"pgoutput {self._kind!r} message: {what} {microseconds} is out of range"
+            ) from None
 
     def string(self, what: str) -> str:
         end = self._data.find(b"\0", self._pos)

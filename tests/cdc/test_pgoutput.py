@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dashcache.cdc.pgoutput import (
     UNCHANGED,
@@ -195,6 +198,7 @@ def test_trailing_bytes_are_refused(payload: bytes) -> None:
         (b"R" + struct.pack(">I", 1) + cstr("s") + cstr("t") + b"x" + b"\0\0", "replica identity"),
         (b"I" + struct.pack(">I", 7) + b"N" + struct.pack(">hci", 1, b"t", 1) + b"\xff", "UTF-8"),
         (b"M" + struct.pack(">BQ", 0, 1) + cstr("p") + struct.pack(">i", -1), "negative"),
+        (b"B" + struct.pack(">Qqi", 1, 2**63 - 1, 5), "commit time .* out of range"),
         (b"I" + struct.pack(">I", 7) + b"N" + struct.pack(">hci", 1, b"t", -1), "negative"),
         (b"I" + struct.pack(">I", 7) + b"N" + struct.pack(">hci", 1, b"t", 9) + b"ab", "needs 9"),
     ],
@@ -204,6 +208,25 @@ def test_bad_messages_are_refused(payload: bytes, match: str) -> None:
     with pytest.raises(PgoutputError, match=match) as raised:
         decode(payload)
     assert isinstance(raised.value, DashcacheError)
+
+
+@given(kind=st.sampled_from(b"BCORYIUDTMX"), body=st.binary(max_size=64))
+def test_any_bytes_decode_or_raise_pgoutput_error(kind: int, body: bytes) -> None:
+    """Arbitrary bytes after any kind decode to a message or raise PgoutputError, nothing else."""
+    with contextlib.suppress(PgoutputError):
+        decode(bytes([kind]) + body)
+
+
+@pytest.mark.parametrize("payload", VALID)
+@given(data=st.data())
+def test_mutated_messages_decode_or_raise_pgoutput_error(
+    payload: bytes, data: st.DataObject
+) -> None:
+    """A valid message with one byte changed decodes or raises PgoutputError, nothing else."""
+    at = data.draw(st.integers(min_value=0, max_value=len(payload) - 1))
+    mutated = payload[:at] + bytes([data.draw(st.integers(0, 255))]) + payload[at + 1 :]
+    with contextlib.suppress(PgoutputError):
+        decode(mutated)
 
 
 @pytest.mark.parametrize(
