@@ -52,3 +52,8 @@ class BadRow(DashcacheError, ValueError):
         super().__init__(message)
         self.column = column
         self.value = value
+
+
+class CdcNotReady(DashcacheError):
+    """The database is not ready for the WAL source; the message names each missing piece with
+    its fix (`dashcache cdc check` prints it)."""

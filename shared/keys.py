@@ -21,6 +21,9 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:deadletter`  | list   | rejected event payloads with the reason, newest first      |
 | `P:v1:counters`    | hash   | monotonic counters, e.g. `events.rejected`                 |
 | `P:v1:metrics`     | hash   | metric totals of every process (see shared/metrics.py)     |
+| `P:v1:cdc:status`  | hash   | the active WAL consumer's position, lag and retained WAL   |
+| `P:v1:cdc:lock`    | string | the one-consumer-per-slot lock: the active consumer's id (PX) |
+| `P:v1:series:N:M`  | string | one number per minute M (epoch seconds) of series N (EX 7200) |
 | `P:beat:...`       | (many) | beat's schedule and leader lock (RedBeat), outside `v1`    |
 
 A target T is `all`, `every` (one grouped pass over every scope) or `accounts` (the dirty
@@ -167,6 +170,20 @@ class KeySchema:
     def metrics(self) -> str:
         """The hash of metric totals, one field per counter."""
         return f"{self.prefix}:{SCHEMA}:metrics"
+
+    @property
+    def cdc_status(self) -> str:
+        """The hash the active WAL consumer writes at least once per second."""
+        return f"{self.prefix}:{SCHEMA}:cdc:status"
+
+    @property
+    def cdc_lock(self) -> str:
+        """The one-consumer-per-slot lock of the WAL consumers."""
+        return f"{self.prefix}:{SCHEMA}:cdc:lock"
+
+    def series(self, name: str, minute: int) -> str:
+        """One number of the series `name` for the minute starting at `minute` (epoch seconds)."""
+        return f"{self.prefix}:{SCHEMA}:series:{name}:{minute}"
 
     @property
     def beat(self) -> str:
