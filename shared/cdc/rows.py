@@ -13,8 +13,11 @@ from datetime import UTC, datetime
 
 from dashcache.cdc.pgoutput import UNCHANGED, Relation, Row
 from dashcache.errors import BadRow, InvalidEvent, SchemaError
-from dashcache.events.types import EmailRow, check_id
+from dashcache.events.types import MAX_ID, EmailRow, check_id
 from dashcache.schema.mapping import Flag, SchemaMapping, When
+
+MAX_ID_DIGITS = len(str(MAX_ID))
+"""Longer digit strings are out of range, whatever they say."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,13 @@ def _parse_id(text: str, at: Position) -> int:
     if not (digits.isascii() and digits.isdigit()):
         raise BadRow(
             f'{at.key}: column "{at.name}" holds {text!r}, not an integer',
+            column=at.name,
+            value=text,
+        )
+    if len(digits) > MAX_ID_DIGITS:  # int() refuses texts of thousands of digits
+        raise BadRow(
+            f'{at.key}: column "{at.name}" holds a {len(digits)}-digit integer, out of range '
+            "(0 to 2**63-1)",
             column=at.name,
             value=text,
         )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dashcache.cdc.pgoutput import UNCHANGED, Column, Delete, Insert, Relation, Row, Update, decode
 from dashcache.cdc.rows import CategoryColumns, EmailColumns, category_of, email_row
@@ -138,6 +141,8 @@ def test_timestamptz_text(text: str, expected: datetime) -> None:
         ({"account_id": None}, "account_id", "is NULL"),
         ({"account_id": "-1"}, "account_id", "between 0 and 2"),
         ({"account_id": "9223372036854775808"}, "account_id", "between 0 and 2"),
+        ({"account_id": "1" * 5000}, "account_id", "5000-digit integer, out of range"),
+        ({"account_id": "-" + "1" * 5000}, "account_id", "5000-digit integer, out of range"),
         ({"account_id": "3.0"}, "account_id", "not an integer"),
         ({"account_id": " 3"}, "account_id", "not an integer"),
         ({"account_id": "٣"}, "account_id", "not an integer"),
@@ -261,3 +266,28 @@ def test_real_stream_rows() -> None:
         if isinstance(m, Insert | Update) and m.oid == relations["categories"].oid
     ]
     assert named == [(1, "Inbox"), (1, "Promotions")]
+
+
+values = st.one_of(
+    st.none(),
+    st.just(UNCHANGED),
+    st.text(max_size=40),
+    st.integers().map(str),
+    st.sampled_from(["t", "f", WHEN_TEXT, "infinity", "-0", "9223372036854775807", "9" * 5000]),
+)
+
+
+@given(row=st.tuples(*[values] * len(DEMO_RELATION.columns)))
+def test_any_email_row_converts_or_raises_bad_row(row: Row) -> None:
+    """Any values in any mapped column give an event row or BadRow, never another error."""
+    columns = EmailColumns.of(DEMO_MAPPING, DEMO_RELATION)
+    with contextlib.suppress(BadRow):
+        email_row(columns, row)
+
+
+@given(row=st.tuples(*[values] * len(MESSAGES.columns)))
+def test_any_single_tenant_row_converts_or_raises_bad_row(row: Row) -> None:
+    """The same holds with the null and false flag forms of a single-tenant mapping."""
+    columns = EmailColumns.of(SINGLE_TENANT, MESSAGES)
+    with contextlib.suppress(BadRow):
+        email_row(columns, row)
