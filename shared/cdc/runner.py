@@ -80,6 +80,8 @@ class Consumer:
             self.client, self.keys, settings.cdc_slot, settings.cdc_publication, self.holder
         )
         self.stream: Stream | None = None
+        self.streamed = False
+        """Whether this consumer streamed from the slot: a slot missing after that was lost."""
 
     @cached_property
     def publisher(self) -> EventPublisher:
@@ -109,6 +111,7 @@ class Consumer:
                 self._session()
             except SlotLost as error:
                 log.warning("cdc.slot_lost", slot=self.settings.cdc_slot, reason=str(error))
+                self.streamed = False
                 self._drop_if_lost()
             except (psycopg2.Error, redis.RedisError, SQLAlchemyError) as error:
                 log.warning("cdc.disconnected", error=f"{type(error).__name__}: {error}")
@@ -130,6 +133,9 @@ class Consumer:
             if state is not None and state.lost:
                 raise SlotLost(f"slot {settings.cdc_slot} was invalidated (wal_status = 'lost')")
             if state is None:
+                if self.streamed:
+                    log.warning("cdc.slot_lost", slot=settings.cdc_slot, reason="slot is gone")
+                    self.streamed = False
                 self.client.hset(self.keys.cdc_status, PASS_OWED, "1")
                 ensure_slot(conn, settings.cdc_slot)
                 log.info("cdc.slot_created", slot=settings.cdc_slot)
@@ -150,6 +156,7 @@ class Consumer:
             settings.cdc_chunk_rows,
             Hooks(self._next_xid, self._recompute_every, self._recompute_stale),
         )
+        self.streamed = True
         self._tick()
         log.info("cdc.ready", slot=settings.cdc_slot, publication=settings.cdc_publication)
         try:
