@@ -81,20 +81,24 @@ def test_a_transaction_is_cut_into_chunks_with_stable_positions() -> None:
 
 
 def test_xids_are_widened_with_a_reference_read_when_needed() -> None:
-    """The reference is read again only for an xid past it, across an epoch boundary too."""
+    """The next xid is read again only for an xid past the last one read; ids on both sides of
+    an epoch boundary come out exact."""
+    epoch = 7 << 32
+    references = iter([epoch + 2**32 - 50, epoch + 2**32 + 30])
     reads: list[int] = []
-    references = iter([(7 << 32) + 100, (8 << 32) + 5])
 
     def next_xid() -> int:
         reads.append(1)
         return next(references)
 
-    hooks = Hooks(next_xid, lambda kinds: None, lambda targets: None)
     handler = Handler.__new__(Handler)
-    handler.hooks, handler.reference = hooks, 0
-    assert handler.full_xid(90) == (7 << 32) + 90
-    assert handler.full_xid(99) == (7 << 32) + 99
+    handler.hooks = Hooks(next_xid, lambda kinds: None, lambda targets: None)
+    handler.reference = 0
+    assert handler.full_xid(2**32 - 60) == epoch + 2**32 - 60
+    assert handler.full_xid(2**32 - 55) == epoch + 2**32 - 55
     assert len(reads) == 1
-    assert handler.full_xid(2**32 - 10) == (7 << 32) + 2**32 - 10
-    assert handler.full_xid(3) == (8 << 32) + 3
+    assert handler.full_xid(2**32 - 20) == epoch + 2**32 - 20
+    assert len(reads) == 2
+    assert handler.full_xid(10) == epoch + 2**32 + 10
+    assert handler.full_xid(2**32 - 5) == epoch + 2**32 - 5
     assert len(reads) == 2
