@@ -21,7 +21,6 @@ SERVER_SETTINGS = {
     "max_replication_slots": "20",
     "max_wal_senders": "20",
     "fsync": "off",
-    "synchronous_commit": "off",
     "full_page_writes": "off",
     "shared_buffers": "128MB",
     "max_slot_wal_keep_size": "1GB",
