@@ -61,6 +61,11 @@ def unread(store: RedisStore, scope: Scope) -> int:
     return -1 if envelope is None else int(envelope.data["unread_count"])
 
 
+def shows(store: RedisStore, scope: Scope, count: int) -> Callable[[], bool]:
+    """A check: the scope's stored unread_count is `count`."""
+    return lambda: unread(store, scope) == count
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident memory so far (VmHWM), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -96,9 +101,9 @@ def single_commits(
             started = time.monotonic()
             conn.commit()
         delta = 1 if flipped else -1
-        for name, scope in (("account", account), ("all", None)):
-            target = before[name] + delta
-            seen = wait(lambda s=scope, t=target: unread(store, s) == t, 30)
+        scopes: tuple[tuple[str, Scope], ...] = (("account", account), ("all", None))
+        for name, scope in scopes:
+            seen = wait(shows(store, scope, before[name] + delta), 30)
             lags[name].append((seen - started) * 1000)
         time.sleep(rng.uniform(0.01, 0.03))
     return lags
