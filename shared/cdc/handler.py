@@ -4,7 +4,8 @@ BEGIN opens a transaction (its xid widened to 64 bits); each email change joins 
 chunk, applied as soon as the chunk is full; a category change or a TRUNCATE of a mapped table
 asks for a recompute of every scope at the commit; COMMIT applies the last chunk and the
 recomputes, and only then returns the position the slot may be confirmed at. A row that cannot
-become a delta is dead-lettered with its position and the stream goes on.
+become a delta is dead-lettered with its position and the stream goes on. Chunks are applied by
+a thread of their own (`ChunkPipeline`) while the next ones are parsed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import redis
 
 from dashcache.cdc.apply import WalApplier
-from dashcache.cdc.changes import Chunk, Side, Transaction
+from dashcache.cdc.changes import Side, Transaction
 from dashcache.cdc.pgoutput import (
     Begin,
     Commit,
@@ -29,10 +30,10 @@ from dashcache.cdc.pgoutput import (
     Update,
     format_lsn,
 )
+from dashcache.cdc.pipeline import ChunkPipeline
 from dashcache.cdc.rows import CategoryColumns, EmailColumns, email_row
 from dashcache.cdc.xids import widen
 from dashcache.errors import BadRow, InvalidEvent
-from dashcache.events.apply import Applied
 from dashcache.events.deadletter import dead_letter
 from dashcache.events.targeting import BOTH, Target, dirty_kinds
 from dashcache.events.types import CategoriesChanged, CategoryChange
@@ -95,6 +96,7 @@ class Handler:
         self.categories: dict[int, CategoryColumns] = {}
         self.reference = 0
         self.transaction: Transaction | None = None
+        self.pipeline = ChunkPipeline(lambda chunk: applier.apply(chunk.txid, chunk.changes))
 
     def handle(self, message: Message, lsn: int) -> Committed | None:
         """Apply one message (at WAL position `lsn`); a Committed when it ended a transaction."""
@@ -143,7 +145,7 @@ class Handler:
             return
         chunk = transaction.email(email_id, before, after, op)
         if chunk is not None:
-            self._apply(chunk)
+            self.pipeline.put(chunk)
 
     def _truncate(self, message: Truncate) -> None:
         transaction = self._current()
@@ -154,18 +156,19 @@ class Handler:
 
     def _commit(self, message: Commit) -> Committed:
         transaction = self._current()
-        self._apply(transaction.take())
+        self.pipeline.put(transaction.take())
+        stale = {target for done in self.pipeline.drain() for target in done.stale}
+        if stale:
+            self.hooks.recompute_stale(stale)
         if transaction.recompute:
             self.hooks.recompute_every(tuple(k for k in BOTH if k in transaction.recompute))
         self.transaction = None
         lag = max(time.time() - message.commit_time.timestamp(), 0.0)
         return Committed(message.end_lsn, lag, dict(transaction.ops))
 
-    def _apply(self, chunk: Chunk) -> Applied:
-        done = self.applier.apply(chunk.txid, chunk.changes)
-        if done.stale:
-            self.hooks.recompute_stale(done.stale)
-        return done
+    def close(self) -> None:
+        """Stop the thread that applies chunks."""
+        self.pipeline.close()
 
     def _current(self) -> Transaction:
         if self.transaction is None:

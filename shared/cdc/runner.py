@@ -164,6 +164,8 @@ class Consumer:
         except psycopg2.Error as error:
             self._raise_if_lost(str(error))
             raise
+        finally:
+            handler.close()
 
     def _committed(self, done: Committed) -> None:
         self.status.applied(done.lag_seconds, time.time())

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dashcache.cdc.changes import Transaction, entries
+from dashcache.cdc.changes import Chunk, Transaction, entries
 from dashcache.cdc.handler import Handler, Hooks
+from dashcache.cdc.pipeline import ChunkPipeline
 from dashcache.cdc.readiness import Facts, check_ready, problems
 from dashcache.errors import CdcNotReady
+from dashcache.events.apply import Applied
 from dashcache.events.types import EmailRow
 
 READY = Facts(
@@ -102,3 +104,27 @@ def test_xids_are_widened_with_a_reference_read_when_needed() -> None:
     assert handler.full_xid(10) == epoch + 2**32 + 10
     assert handler.full_xid(2**32 - 5) == epoch + 2**32 - 5
     assert len(reads) == 2
+
+
+def test_the_pipeline_applies_chunks_in_order_and_hands_failures_back() -> None:
+    """Chunks are applied one after the other in the order given; an apply that raised is
+    raised again by `drain`, and the pipeline stays usable for the next transaction."""
+    seen: list[int] = []
+
+    def apply(chunk: Chunk) -> Applied:
+        if chunk.rows < 0:
+            raise ValueError("redis refused")
+        seen.append(chunk.rows)
+        return Applied(applied=chunk.rows)
+
+    pipeline = ChunkPipeline(apply)
+    for rows in range(1, 6):
+        pipeline.put(Chunk(txid=1, rows=rows))
+    assert [done.applied for done in pipeline.drain()] == [1, 2, 3, 4, 5]
+    assert seen == [1, 2, 3, 4, 5]
+    pipeline.put(Chunk(txid=2, rows=-1))
+    with pytest.raises(ValueError, match="redis refused"):
+        pipeline.drain()
+    pipeline.put(Chunk(txid=3, rows=7))
+    assert [done.applied for done in pipeline.drain()] == [7]
+    pipeline.close()
