@@ -6,11 +6,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint format bench clean
 
-PACKAGE_DIRS := $(shell find shared worker bench -type d -not -name __pycache__)
+MODULES := $(sort $(shell find shared worker bench -name '*.py'))
+MODULE_LIST := $(VENV)/.modules
+
+.PHONY: always
 
 # Strict editable install: `dashcache` is a tree of links to shared/, worker/ and bench/ (mypy
-# reads it). A module added or removed changes its folder, and the next make links it again.
-$(STAMP): pyproject.toml $(PACKAGE_DIRS)
+# reads it; docs/layout.md). The module list file changes only when a module is added or
+# removed, and then the next make links the tree again.
+$(MODULE_LIST): always
+	@mkdir -p $(VENV)
+	@echo '$(MODULES)' | cmp -s - $@ || echo '$(MODULES)' > $@
+
+$(STAMP): pyproject.toml $(MODULE_LIST)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict

@@ -31,7 +31,7 @@ import redis
 from dashcache.async_reader import AsyncDashboardReader
 from dashcache.bench.database import bench_database
 from dashcache.bench.reader_latency import percentiles
-from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.config import Settings
 from dashcache.errors import DashcacheError
 from dashcache.keys import KeySchema, Kind
@@ -295,12 +295,12 @@ def delete_prefix(settings: Settings) -> None:
 @click.option("--clients", default=64, show_default=True)
 @click.option("--workers", default=2, show_default=True, help="uvicorn worker processes.")
 @click.option("--no-web", is_flag=True, help="Skip the example app under uvicorn.")
+@exits_on_sigterm
 def main(
     emails: int, accounts: int, requests: int, rounds: int, seconds: float, clients: int,
     workers: int, no_web: bool,
 ) -> None:  # fmt: skip
     """Print the asyncio reader's hit latency, loop lag and the example app's throughput."""
-    exit_on_sigterm()
     base = Settings.from_env()
     run = uuid.uuid4().hex[:8]
     with bench_database(base.database_url, accounts, categories=20) as database:

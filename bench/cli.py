@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dashcache.bench.profiles import PROFILES
-from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.cli.schema import refuse_on_mapped_schema
 from dashcache.cli.support import friendly_errors
 from dashcache.config import Settings
@@ -34,6 +34,7 @@ from dashcache.logging import configure_logging
 @click.option("--with-10m", is_flag=True, help="Also time recomputes at 10,000,000 emails.")
 @click.pass_obj
 @friendly_errors
+@exits_on_sigterm
 def bench(
     settings: Settings,
     profile_name: str,
@@ -57,7 +58,6 @@ def bench(
     refuse_on_mapped_schema(settings, "bench")
     if not settings.database_url.startswith("postgresql"):
         raise ConfigError("DATABASE_URL must point at a PostgreSQL server for the bench")
-    exit_on_sigterm()
     # The progress lines are this process's output; its readers' own logs would drown them.
     configure_logging(replace(settings, log_level="WARNING"))
     profile = PROFILES[profile_name]

@@ -45,7 +45,7 @@ from sqlalchemy.orm import sessionmaker
 
 from dashcache.bench.database import bench_database
 from dashcache.bench.pgstats import read_counters
-from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.config import Settings
 from dashcache.events import EmailRow, EmailUpdated, EventPublisher, track_mutations
 from dashcache.keys import KeySchema, Kind, Scope
@@ -233,9 +233,9 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     show_default=True,
     help="The PostgreSQL server the bench creates its database on (any database of it).",
 )
+@exits_on_sigterm
 def main(emails: int, accounts: int, isolated: int, burst_size: int, pg_admin_url: str) -> None:
     """Seed, run a worker, print event freshness lags and the burst's numbers as JSON."""
-    exit_on_sigterm()
     base = Settings.from_env()
     with (
         bench_database(pg_admin_url, accounts, CATEGORIES) as database,

@@ -16,7 +16,7 @@ import timeit
 import uuid
 from dataclasses import replace
 
-from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.config import Settings
 from dashcache.db import init_db, make_engine
 from dashcache.keys import KeySchema, Kind
@@ -25,9 +25,9 @@ from dashcache.reader import DashboardReader
 from dashcache.store import RedisStore, make_redis
 
 
+@exits_on_sigterm
 def main(reads: int) -> None:
     """Time `reads` hits per mode, alternating modes read by read, and print the medians."""
-    exit_on_sigterm()
     with tempfile.TemporaryDirectory() as tmp:
         settings = replace(
             Settings.from_env(),

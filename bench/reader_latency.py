@@ -24,7 +24,7 @@ import click
 import redis
 from sqlalchemy import event
 
-from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.config import Settings
 from dashcache.keys import Kind
 from dashcache.logging import configure_logging
@@ -171,9 +171,9 @@ def delete_prefix(settings: Settings) -> None:
 @click.option("--requests", default=5000, show_default=True, help="Hit reads per case.")
 @click.option("--readers", default=50, show_default=True, help="Processes in the stampede.")
 @click.option("--down-requests", default=50, show_default=True, help="Reads with Redis down.")
+@exits_on_sigterm
 def main(requests: int, readers: int, down_requests: int) -> None:
     """Print the reader's hit latency, stampede computations and Redis-down latency."""
-    exit_on_sigterm()
     base = Settings.from_env()
     configure_logging(base)
     run = uuid.uuid4().hex[:8]

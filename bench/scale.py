@@ -28,7 +28,7 @@ import click
 from dashcache import clock
 from dashcache.bench.dashcache import bytes_per_scope
 from dashcache.bench.database import BenchDatabase, bench_database
-from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.bench.timing import ratio
 from dashcache.config import Settings
 from dashcache.keys import KeySchema
@@ -113,10 +113,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     "--accounts", type=int, multiple=True, default=(1_000, 10_000, 100_000), show_default=True
 )
 @click.option("--repeats", type=int, default=3, show_default=True)
+@exits_on_sigterm
 def main(emails: int, accounts: tuple[int, ...], repeats: int) -> None:
     """Print, per account count, the every-scope pass against the query alone (JSON, then a
     Markdown table). DATABASE_URL names the PostgreSQL server; the database is the bench's."""
-    exit_on_sigterm()
     settings = Settings.from_env()
     rows = []
     for count in accounts:

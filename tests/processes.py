@@ -17,9 +17,9 @@ from dashcache.config import Settings
 class Process:
     """A child process whose stderr lines are collected as they arrive."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
         self.popen = subprocess.Popen(
-            args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+            args, env=env, cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
         )
         self.lines: list[str] = []
         self._fresh: queue.Queue[str] = queue.Queue()

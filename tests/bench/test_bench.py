@@ -112,3 +112,36 @@ def test_a_bench_stopped_with_sigterm_drops_its_database(settings: Settings, pg:
     finally:
         bench.kill()
     assert bench_databases(pg) - before == set()
+
+
+SIGTERM_INSIDE_A_LIBRARY = """
+import os, signal, sys, time
+from dashcache.bench.shutdown import exits_on_sigterm
+
+@exits_on_sigterm
+def main():
+    try:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        except SystemExit as error:  # what psycopg2 does to an error in its COPY callback
+            raise RuntimeError("COPY from stdin failed: SystemExit 143") from error
+    finally:
+        print("cleaned up", flush=True)
+
+main()
+"""
+
+
+def test_sigterm_turned_into_another_error_still_exits_with_the_signal() -> None:
+    """A library that turns the signal's SystemExit into its own error (psycopg2's COPY does)
+    does not change the outcome: the cleanup runs and the bench exits 128 + SIGTERM."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_INSIDE_A_LIBRARY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert done.stdout == "cleaned up\n"
