@@ -37,7 +37,7 @@ from dashcache.bench.database import BenchDatabase, bench_database
 from dashcache.bench.event_lag import STATS_FLUSH_SECONDS, percentiles
 from dashcache.bench.pgcluster import PgCluster
 from dashcache.bench.pgstats import read_counters
-from dashcache.bench.shutdown import exit_on_sigterm
+from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.config import Settings
 from dashcache.keys import KeySchema, Kind, Scope
 from dashcache.store import RedisStore, make_redis
@@ -133,9 +133,9 @@ def bulk_update(engine: Engine, store: RedisStore, rows: int) -> dict[str, Any]:
 @click.option("--commits", type=int, default=200, show_default=True)
 @click.option("--bulk", "bulk_rows", type=int, default=100_000, show_default=True)
 @click.option("--big", "big_rows", type=int, default=0, help="Rows of the huge transaction.")
+@exits_on_sigterm
 def main(emails: int, accounts: int, commits: int, bulk_rows: int, big_rows: int) -> None:
     """Seed, run `dashcache cdc run`, print the WAL source's numbers as JSON."""
-    exit_on_sigterm()
     base = Settings.from_env()
     with (
         PgCluster() as cluster,
