@@ -108,3 +108,27 @@ def test_a_table_without_replica_identity_full_is_refused_by_name(
         assert fix in err
     finally:
         sql(wal_engine, "ALTER TABLE emails REPLICA IDENTITY FULL")
+
+
+def test_drop_removes_the_slot_the_publication_and_the_status(
+    cdc_settings: Settings, wal_engine: Engine, redis_client: redis.Redis
+) -> None:
+    """`cdc drop` leaves no slot holding WAL back, no publication and no status behind."""
+    seed(wal_engine)
+    with consuming(cdc_settings):
+        pass
+    keys = KeySchema(cdc_settings.key_prefix)
+    assert redis_client.exists(keys.cdc_status)
+    code, out, _ = run_cli(cdc_settings, "cdc", "drop")
+    assert code == 0, out
+    with wal_engine.connect() as conn:
+        slots = conn.execute(
+            text("SELECT count(*) FROM pg_replication_slots WHERE slot_name = :s"),
+            {"s": cdc_settings.cdc_slot},
+        ).scalar_one()
+        publications = conn.execute(
+            text("SELECT count(*) FROM pg_publication WHERE pubname = :p"),
+            {"p": cdc_settings.cdc_publication},
+        ).scalar_one()
+    assert (slots, publications) == (0, 0)
+    assert not redis_client.exists(keys.cdc_status)
