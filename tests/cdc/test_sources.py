@@ -132,3 +132,11 @@ def test_drop_removes_the_slot_the_publication_and_the_status(
         ).scalar_one()
     assert (slots, publications) == (0, 0)
     assert not redis_client.exists(keys.cdc_status)
+
+
+def test_a_server_without_logical_decoding_is_refused_with_the_fix(settings: Settings) -> None:
+    """On the shared server (wal_level=replica) `cdc check` exits 2 naming wal_level's fix."""
+    code, out, _ = run_cli(settings, "cdc", "check")
+    assert code == EXIT_USAGE
+    assert "wal_level is replica" in out
+    assert "ALTER SYSTEM SET wal_level = logical" in out
