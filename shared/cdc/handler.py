@@ -136,6 +136,10 @@ class Handler:
         columns = self.emails.get(message.oid)
         if columns is None:
             return
+        if isinstance(message, Update) and _same_counted(columns, message):
+            transaction.position += 1
+            transaction.ops[op] += 1
+            return
         try:
             email_id, before, after = _sides(columns, message)
         except BadRow as error:
@@ -217,6 +221,22 @@ def _sides(
         account, email_id, row = email_row(columns, new)
         after = (account, row)
     return email_id, before, after
+
+
+def _same_counted(columns: EmailColumns, message: Update) -> bool:
+    """Whether an update left every mapped column's text as it was (nothing to count): decided
+    without parsing, as most updates of a real table touch other columns."""
+    old, new = message.old, message.new
+    if old is None or message.old_is_key:
+        return False
+    positions = [columns.id, columns.category, columns.created_at]
+    positions += [columns.unread.column, columns.auto_labeled.column]
+    if columns.account is not None:
+        positions.append(columns.account)
+    return all(
+        at.index < len(old) and at.index < len(new) and old[at.index] == new[at.index]
+        for at in positions
+    )
 
 
 _NO_BEFORE = (

@@ -95,9 +95,7 @@ def test_a_standby_takes_over_when_the_active_consumer_dies(
         wait_exact(redis_client, cdc_settings, wal_engine)
         assert not [line for line in standby.lines if '"cdc.active"' in line]
         kill(active)
-        killed_at = time.monotonic()
         standby.wait_for('"cdc.ready"', timeout=30)
-        assert time.monotonic() - killed_at < 30
         sql(wal_engine, "DELETE FROM emails WHERE account_id = 2 AND id % 2 = 0")
         wait_exact(redis_client, cdc_settings, wal_engine)
 
