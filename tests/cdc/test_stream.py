@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from dashcache.config import Settings
 from tests.cdc.walhelpers import consuming, generations, scopes, seed, sql, wait_exact, warm
@@ -88,3 +88,27 @@ def test_category_changes_and_truncate_recompute_every_scope(
         recomputed = [e for e in logs if e["event"] == "cdc.recomputed"]
     assert len(recomputed) == 4
     assert recomputed[0]["kinds"] == ["bd"]
+
+
+def test_a_transaction_applied_for_longer_than_the_sender_timeout_keeps_its_session(
+    cdc_settings: Settings, wal_engine: Engine, redis_client: redis.Redis
+) -> None:
+    """The walsender's keepalives are answered while a large transaction is applied chunk by
+    chunk: with `wal_sender_timeout` below the time the transaction takes (90,000 changes in
+    chunks of 50), the session stays up and the values are exact."""
+    seed(wal_engine, per_account=2000)
+    warm(cdc_settings)
+    admin = wal_engine.execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("ALTER SYSTEM SET wal_sender_timeout = '2s'"))
+        conn.execute(text("SELECT pg_reload_conf()"))
+    try:
+        with consuming(cdc_settings) as logs:
+            sql(wal_engine, *["UPDATE emails SET is_unread = NOT is_unread"] * 15)
+            wait_exact(redis_client, cdc_settings, wal_engine, timeout=120)
+            disconnected = [e for e in logs if e["event"] == "cdc.disconnected"]
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text("ALTER SYSTEM RESET wal_sender_timeout"))
+            conn.execute(text("SELECT pg_reload_conf()"))
+    assert disconnected == []
