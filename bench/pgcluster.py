@@ -23,7 +23,6 @@ SERVER_SETTINGS = {
     "fsync": "off",
     "full_page_writes": "off",
     "shared_buffers": "128MB",
-    "max_slot_wal_keep_size": "1GB",
 }
 
 

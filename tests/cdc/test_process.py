@@ -134,3 +134,48 @@ def test_the_slot_dropped_under_the_consumer_is_made_again_and_values_exact(
         consumer.lines_with('"cdc.ready"', 2, timeout=60)
         sql(wal_engine, "UPDATE emails SET is_unread = NOT is_unread WHERE account_id = 2")
         wait_exact(redis_client, cdc_settings, wal_engine)
+
+
+def test_a_slot_invalidated_past_max_slot_wal_keep_size_is_made_again(
+    cdc_settings: Settings, wal_engine: Engine, redis_client: redis.Redis
+) -> None:
+    """A slot PostgreSQL invalidated while no consumer ran (`wal_status = 'lost'`): the next
+    `cdc run` logs `cdc.slot_lost`, makes a new slot, and the full pass counts what the lost
+    one would have streamed."""
+    seed(wal_engine)
+    warm(cdc_settings)
+    admin = wal_engine.execution_options(isolation_level="AUTOCOMMIT")
+    with cdc_process(cdc_settings):
+        pass
+    with admin.connect() as conn:
+        conn.execute(text("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'"))
+        conn.execute(text("SELECT pg_reload_conf()"))
+        wait_until(
+            lambda: conn.execute(text("SHOW max_slot_wal_keep_size")).scalar_one() == "1MB",
+            "the configuration reloaded",
+        )
+        try:
+            conn.execute(text("UPDATE emails SET category_id = 2 WHERE account_id = 1"))
+            for _ in range(4):
+                conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS filler (x text)"))
+                conn.execute(
+                    text(
+                        "INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 2000)"
+                    )
+                )
+                conn.execute(text("SELECT pg_switch_wal()"))
+            conn.execute(text("CHECKPOINT"))
+            time.sleep(1)
+            conn.execute(text("CHECKPOINT"))
+            status = conn.execute(
+                text("SELECT wal_status FROM pg_replication_slots WHERE slot_name = :s"),
+                {"s": cdc_settings.cdc_slot},
+            ).scalar_one()
+        finally:
+            conn.execute(text("DROP TABLE IF EXISTS filler"))
+            conn.execute(text("ALTER SYSTEM RESET max_slot_wal_keep_size"))
+            conn.execute(text("SELECT pg_reload_conf()"))
+    assert status == "lost"
+    with cdc_process(cdc_settings) as consumer:
+        consumer.wait_for('"cdc.slot_lost"')
+        wait_exact(redis_client, cdc_settings, wal_engine)
