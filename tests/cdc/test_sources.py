@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import redis
 from click.testing import CliRunner
@@ -140,3 +142,12 @@ def test_a_server_without_logical_decoding_is_refused_with_the_fix(settings: Set
     assert code == EXIT_USAGE
     assert "wal_level is replica" in out
     assert "ALTER SYSTEM SET wal_level = logical" in out
+
+
+def test_sqlite_is_refused_by_every_cdc_command(settings: Settings, tmp_path: Path) -> None:
+    """SQLite has no WAL to stream: run, check and drop exit 2 saying so."""
+    lite = replace(settings, database_url=f"sqlite:///{tmp_path}/lite.db")
+    for command in ("run", "check", "drop"):
+        code, _, err = run_cli(lite, "cdc", command)
+        assert code == EXIT_USAGE, command
+        assert "SQLite has no WAL" in err
