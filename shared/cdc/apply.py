@@ -20,8 +20,9 @@ from dashcache.events.apply import SCOPES_PER_CALL, Applied, DeltaApplier
 from dashcache.keys import KeySchema, Kind, parse_scope_token
 from dashcache.maintained import LUA_LIBRARY
 
-Change = tuple[int, int, str]
-"""(email id, position in its transaction, `before|after` rows as delta entries spell them)."""
+Change = str
+"""One change as the script reads it: the line `email id,position,before|after\n` (rows as delta
+entries spell them; `position` its place among its transaction's email changes)."""
 
 # KEYS: seq, then per scope: agg value, bd value, agg state, bd state, delta log.
 # ARGV: ttl, txid, then per scope: change count n, then its changes as one string of lines
@@ -115,7 +116,6 @@ class WalApplier:
                     self.keys.deltas(scope),
                 ]
                 entries = changes[token]
-                lines = "".join(f"{email},{position},{rows}\n" for email, position, rows in entries)
-                args += [len(entries), lines]
+                args += [len(entries), "".join(entries)]
             self._apply(keys=keys, args=args, client=pipe)
         return DeltaApplier.outcome(tokens, pipe.execute())

@@ -58,7 +58,7 @@ class Transaction:
         if before is not None and after is not None and before == after:
             return None
         for token, rows in entries(before, after):
-            self.chunk.changes.setdefault(token, []).append((email_id, position, rows))
+            self.chunk.changes.setdefault(token, []).append(f"{email_id},{position},{rows}\n")
         self.chunk.rows += 1
         if self.chunk.rows >= self.chunk_rows:
             return self.take()
@@ -75,14 +75,14 @@ def entries(before: Side | None, after: Side | None) -> list[tuple[str, str]]:
     moved to another account leaves the old one and joins the new one."""
     old = None if before is None else before[1]
     new = None if after is None else after[1]
-    whole = f"{row_text(old)}|{row_text(new)}"
-    accounts = {side[0] for side in (before, after) if side is not None}
-    found = {ALL_SCOPE: whole}
-    if len(accounts) == 1:
-        found.setdefault(scope_token(accounts.pop()), whole)
-        return list(found.items())
-    assert before is not None
-    assert after is not None
-    found.setdefault(scope_token(before[0]), f"{row_text(old)}|")
-    found.setdefault(scope_token(after[0]), f"|{row_text(new)}")
-    return list(found.items())
+    old_text, new_text = row_text(old), row_text(new)
+    whole = f"{old_text}|{new_text}"
+    if before is None or after is None or before[0] == after[0]:
+        account = before[0] if before is not None else after[0] if after is not None else None
+        token = scope_token(account)
+        return [(ALL_SCOPE, whole)] if token == ALL_SCOPE else [(ALL_SCOPE, whole), (token, whole)]
+    return [
+        (ALL_SCOPE, whole),
+        (scope_token(before[0]), f"{old_text}|"),
+        (scope_token(after[0]), f"|{new_text}"),
+    ]
