@@ -43,6 +43,9 @@ from dashcache.schema.mapping import SchemaMapping, TableName
 
 log = get_logger(__name__)
 
+REFERENCE_SECONDS = 60.0
+"""Longest a reference for widening xids is used (far less than 2**31 transactions take)."""
+
 _CATEGORY_CHANGES = {
     Insert: CategoryChange.CREATED,
     Update: CategoryChange.RENAMED,
@@ -95,6 +98,7 @@ class Handler:
         self.emails: dict[int, EmailColumns] = {}
         self.categories: dict[int, CategoryColumns] = {}
         self.reference = 0
+        self.reference_at = 0.0
         self.transaction: Transaction | None = None
         self.pipeline = ChunkPipeline(lambda chunk: applier.apply(chunk.txid, chunk.changes))
 
@@ -113,10 +117,13 @@ class Handler:
         return None
 
     def full_xid(self, xid: int) -> int:
-        """The 64-bit id of a 32-bit xid; the reference is read again when the xid is past it."""
+        """The 64-bit id of a 32-bit xid; the reference (the next xid) is read again when the xid
+        is past it, or when it is a minute old (so 2**31 ids can never go by unseen)."""
         low = self.reference & 0xFFFFFFFF
-        if self.reference == 0 or 0 < (xid - low) % (1 << 32) < 1 << 31:
+        stale = time.monotonic() - self.reference_at > REFERENCE_SECONDS
+        if self.reference == 0 or stale or 0 < (xid - low) % (1 << 32) < 1 << 31:
             self.reference = self.hooks.next_xid()
+            self.reference_at = time.monotonic()
         return widen(xid, self.reference)
 
     def _relation(self, relation: Relation) -> None:

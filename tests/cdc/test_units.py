@@ -95,7 +95,7 @@ def test_xids_are_widened_with_a_reference_read_when_needed() -> None:
 
     handler = Handler.__new__(Handler)
     handler.hooks = Hooks(next_xid, lambda kinds: None, lambda targets: None)
-    handler.reference = 0
+    handler.reference, handler.reference_at = 0, 0.0
     assert handler.full_xid(2**32 - 60) == epoch + 2**32 - 60
     assert handler.full_xid(2**32 - 55) == epoch + 2**32 - 55
     assert len(reads) == 1
