@@ -30,7 +30,7 @@ import redis
 
 from dashcache.async_reader import AsyncDashboardReader
 from dashcache.bench.database import bench_database
-from dashcache.bench.reader_latency import percentiles
+from dashcache.bench.reader_latency import percentiles, round_ratios
 from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.config import Settings
 from dashcache.errors import DashcacheError
@@ -43,8 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COLD_READERS = 50
 
 
-async def bench_hits(settings: Settings, requests: int) -> None:
-    """Reader hits against `GET` + `json.loads` of the same key, interleaved in one loop."""
+async def bench_hits(settings: Settings, requests: int, rounds: int = 10) -> None:
+    """Reader hits against `GET` + `json.loads` of the same key, interleaved in one loop (the
+    order alternating), in `rounds` rounds."""
     async with AsyncDashboardReader.from_settings(settings) as reader:
         await reader.get_aggregates()
         client = reader.client
@@ -73,7 +74,8 @@ async def bench_hits(settings: Settings, requests: int) -> None:
             print(
                 f"async hit {name:<10} ({requests} reads): redis.asyncio GET+json.loads p50 "
                 f"{raw_p50:.1f} us | reader p50 {hit_p50:.1f} us p99 {hit_p99:.1f} us | "
-                f"p50 ratio {hit_p50 / raw_p50:.3f}"
+                f"p50 ratio {hit_p50 / raw_p50:.3f} | "
+                + round_ratios(raw_times, reader_times, rounds)
             )
 
 
@@ -295,10 +297,12 @@ def delete_prefix(settings: Settings) -> None:
 @click.option("--clients", default=64, show_default=True)
 @click.option("--workers", default=2, show_default=True, help="uvicorn worker processes.")
 @click.option("--no-web", is_flag=True, help="Skip the example app under uvicorn.")
+@click.option("--hit-rounds", default=10, show_default=True, help="Rounds the hit reads form.")
+@click.option("--hits-only", is_flag=True, help="Only the hit latency.")
 @exits_on_sigterm
 def main(
     emails: int, accounts: int, requests: int, rounds: int, seconds: float, clients: int,
-    workers: int, no_web: bool,
+    workers: int, no_web: bool, hit_rounds: int, hits_only: bool,
 ) -> None:  # fmt: skip
     """Print the asyncio reader's hit latency, loop lag and the example app's throughput."""
     base = Settings.from_env()
@@ -312,7 +316,9 @@ def main(
         )
         settings = replace(settings, ttl_seconds=7 * 86400)
         try:
-            asyncio.run(bench_hits(settings, requests))
+            asyncio.run(bench_hits(settings, requests, hit_rounds))
+            if hits_only:
+                return
             asyncio.run(bench_loop_lag(settings, rounds))
             asyncio.run(bench_machine_baseline(settings, seconds))
             delete_prefix(settings)

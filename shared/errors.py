@@ -57,3 +57,9 @@ class BadRow(DashcacheError, ValueError):
 class CdcNotReady(DashcacheError):
     """The database is not ready for the WAL source; the message names each missing piece with
     its fix (`dashcache cdc check` prints it)."""
+
+
+class PublisherClosed(DashcacheError):
+    """`publish` or `publish_many` was called on an `EventPublisher` after its `close()`; nothing
+    was queued nor sent. Publish through a publisher that is open (make a new one, or use the
+    process's default publisher)."""

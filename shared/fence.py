@@ -14,7 +14,9 @@ from dashcache.maintained import LUA_LIBRARY
 # With a state: refused when its snapshot is older than what the delta log was pruned to (deltas
 # it did not see may be gone; the stored value is newer). Deltas of the log its snapshot did not
 # see are applied again (and the value rendered from the state), the drift from the stored state
-# is returned, and the log is pruned of deltas every stored state of the scope sees.
+# is returned (none while the log's `~u:<kind>` says a published change reached the value without
+# a delta: the difference is that change; a write whose ticket is newer than the mark clears it),
+# and the log is pruned of deltas every stored state of the scope sees.
 FENCED_WRITE_SCRIPT = (
     LUA_LIBRARY
     + """
@@ -65,7 +67,11 @@ for i = 3, #KEYS, 3 do
         end
       end
       if changed then payload = render(s, kind) end
-      if old_raw then
+      local expected = redis.call('HGET', log, '~u:' .. kind)
+      if expected and generation > tonumber(expected) then
+        redis.call('HDEL', log, '~u:' .. kind)
+      end
+      if old_raw and not expected then
         local old = open_state(old_raw, kind)
         if old then fields = drift(old, s, kind) end
       end

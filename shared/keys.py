@@ -21,9 +21,9 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:deadletter`  | list   | rejected event payloads with the reason, newest first      |
 | `P:v1:counters`    | hash   | monotonic counters, e.g. `events.rejected`                 |
 | `P:v1:metrics`     | hash   | metric totals of every process (see shared/metrics.py)     |
-| `P:v1:cdc:status`  | hash   | the active WAL consumer's position, lag and retained WAL   |
+| `P:v1:cdc:status`  | hash   | the active WAL consumer's position, lag and id             |
 | `P:v1:cdc:lock`    | string | the one-consumer-per-slot lock: the active consumer's id (PX) |
-| `P:v1:series:N:M`  | string | one number per minute M (epoch seconds) of series N (EX 7200) |
+| `P:v1:series:N:M`  | string | one number of series N for the minute starting at M (EX 2 h) |
 | `P:beat:...`       | (many) | beat's schedule and leader lock (RedBeat), outside `v1`    |
 
 A target T is `all`, `every` (one grouped pass over every scope) or `accounts` (the dirty
@@ -148,6 +148,14 @@ class KeySchema:
         """Marker: a run of this kind and target started less than a debounce ago."""
         return f"{self.prefix}:{SCHEMA}:cooldown:{kind.value}:{target}"
 
+    def claimed(self, token: str) -> str:
+        """What the event run with this token claimed, returned again to a retried claim."""
+        return f"{self.prefix}:{SCHEMA}:claimed:{token}"
+
+    def marked(self, token: str) -> str:
+        """The reply of the mark call with this token, returned again to a retried call."""
+        return f"{self.prefix}:{SCHEMA}:marked:{token}"
+
     def failures(self, kind: Kind) -> str:
         """Hash of accounts whose event recompute of this kind failed, with the count."""
         return f"{self.prefix}:{SCHEMA}:failures:{kind.value}"
@@ -173,7 +181,7 @@ class KeySchema:
 
     @property
     def cdc_status(self) -> str:
-        """The hash the active WAL consumer writes at least once per second."""
+        """The hash the active WAL consumer writes its position, lag and id to."""
         return f"{self.prefix}:{SCHEMA}:cdc:status"
 
     @property
@@ -182,8 +190,13 @@ class KeySchema:
         return f"{self.prefix}:{SCHEMA}:cdc:lock"
 
     def series(self, name: str, minute: int) -> str:
-        """One number of the series `name` for the minute starting at `minute` (epoch seconds)."""
+        """One number of the per-minute series `name`; `minute` is the epoch second it starts."""
         return f"{self.prefix}:{SCHEMA}:series:{name}:{minute}"
+
+    @property
+    def beat_schedule(self) -> str:
+        """RedBeat's sorted set of schedule entries, scored by the unix time each is next due."""
+        return f"{self.beat}:schedule"
 
     @property
     def beat(self) -> str:

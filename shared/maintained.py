@@ -4,7 +4,8 @@ Beside every value written with a PostgreSQL snapshot, `P:v1:state:K:S` holds wh
 needs (JSON, built here, read and rewritten only by Lua):
 
     aggregates: {"g": generation, "at": computed_at, "snap": [xmin, xmax, [xip...]],
-                 "win": [previous week start, week start, computed_at] (epoch microseconds),
+                 "win": [previous week start, week start] (epoch microseconds; the current
+                         week is open at its end),
                  "n": [total, auto_labeled, unread, this week, previous week],
                  "cc": categories_count}
     breakdown:  {"g", "at", "snap", "max": breakdown size,
@@ -14,7 +15,10 @@ needs (JSON, built here, read and rewritten only by Lua):
 Ids and times are decimal strings: Lua numbers are doubles, exact only to 2**53. A delta entry
 (kept per scope in `P:v1:deltas:S`, field `txid:email_id`) is `txid|seq|before|after`, a row
 being `category,unread,auto_labeled,created_at_us` (empty for none) and `seq` the generation
-counter when it was logged. Rendering a value from its state gives the same JSON data as
+counter when it was logged. The log's `~u:agg` / `~u:bd` hold the generation counter when an
+event published a change that reached the scope without a delta (no txid; shared/events/
+unapplied.py): until a recompute whose ticket is newer clears it, a write finds that change, not
+drift. Rendering a value from its state gives the same JSON data as
 `dashcache.recompute.to_data` (tests/events/test_deltas.py compares them).
 """
 
@@ -49,7 +53,7 @@ def state_json(
     }
     if kind is Kind.AGGREGATES:
         c = counted.counts
-        window = (computed_at - 2 * WEEK, computed_at - WEEK, computed_at)
+        window = (computed_at - 2 * WEEK, computed_at - WEEK)
         body["win"] = [str(micros(moment)) for moment in window]
         body["n"] = [c.total, c.auto_labeled, c.unread, c.this_week, c.previous_week]
         body["cc"] = stats.aggregates["categories_count"]
@@ -101,7 +105,7 @@ local function open_state(raw, kind)
   local s = cjson.decode(raw)
   if type(s.snap) ~= 'table' then return nil end
   if kind == 'agg' then
-    s.w = {tonumber(s.win[1]), tonumber(s.win[2]), tonumber(s.win[3])}
+    s.w = {tonumber(s.win[1]), tonumber(s.win[2])}
   else
     s.idx = {}
     for i, e in ipairs(s.c) do s.idx[tostring(e[1])] = i end
@@ -116,7 +120,7 @@ local function add_row(s, kind, row, sign)
     n[1] = n[1] + sign
     if row[3] then n[2] = n[2] + sign end
     if row[2] then n[3] = n[3] + sign end
-    if t >= w[2] and t < w[3] then n[4] = n[4] + sign
+    if t >= w[2] then n[4] = n[4] + sign
     elseif t >= w[1] and t < w[2] then n[5] = n[5] + sign end
   elseif row[1] ~= '' then
     local i = s.idx[row[1]]
@@ -170,21 +174,18 @@ local function drift(old, s, kind)
     for i = 1, 3 do
       if old.n[i] ~= s.n[i] then fields[#fields + 1] = names[i] end
     end
-    if old.cc ~= s.cc then fields[#fields + 1] = 'categories_count' end
   else
     local was = {}
-    for _, e in ipairs(old.c) do was[tostring(e[1])] = e end
+    for _, e in ipairs(old.c) do was[tostring(e[1])] = e[3] end
     for _, e in ipairs(s.c) do
       local before = was[tostring(e[1])]
-      if not before or before[3] ~= e[3] then fields[#fields + 1] = e[2] end
-      was[tostring(e[1])] = nil
+      if before and before ~= e[3] then fields[#fields + 1] = e[2] end
     end
-    for _, e in pairs(was) do fields[#fields + 1] = e[2] end
   end
   return fields
 end
 """
 """Lua functions both scripts use: 64-bit id comparison on decimal strings, visibility in a
 snapshot, parsing delta entries, applying them to a state, rendering a state as an envelope
-(the same JSON as Python's), and the drift between two states (fields that do not move with the
-clock: totals, flags, categories)."""
+(the same JSON as Python's), and the drift between two states: the counts deltas maintain
+(totals, flags, every category both states know); the taxonomy itself comes only from recomputes."""

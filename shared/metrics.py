@@ -19,8 +19,13 @@ Hash fields of `P:v1:metrics` (label values in the sets below):
     recompute_seconds_sum:<trigger>         their total duration (float)
     fenced_writes:<trigger>                 values the generation fence rejected
     events:<event outcome>                  mutation events by what became of them
-    drift:<kind>                            values the scheduled pass found wrong and repaired
+    drift:<kind>:<trigger>                  values a recompute found wrong and repaired
     last_scheduled_run                      unix time of the last successful scheduled run
+
+The same flush adds the minute's event counts to the per-minute series
+`P:v1:series:<name>:<minute>` (INCRBY, EX 2 h; the status page draws the last hour):
+    events_received, events_applied          events:received, events:applied
+    events_recomputed                        recomputes:event:* (event-triggered recomputes)
 """
 
 from __future__ import annotations
@@ -31,17 +36,19 @@ import os
 import threading
 import weakref
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from typing import Literal
 
 import redis
 
+from dashcache import clock
 from dashcache.config import Settings
 from dashcache.errors import InvalidArgument
 from dashcache.keys import KeySchema, Kind
 from dashcache.logging import get_logger
-from dashcache.store import make_redis
+from dashcache.store import Drift, make_redis
 
 log = get_logger(__name__)
 
@@ -52,6 +59,12 @@ EventOutcome = Literal["received", "coalesced", "dead_lettered", "applied", "dup
 
 KIND_LABELS = {Kind.AGGREGATES: "aggregates", Kind.BREAKDOWN: "breakdown"}
 READ_OUTCOMES: tuple[ReadOutcome, ...] = ("hit", "miss", "fallback", "fresh", "stale", "error")
+_READ_FIELDS = {
+    (kind, outcome): f"reads:{label}:{outcome}"
+    for kind, label in KIND_LABELS.items()
+    for outcome in READ_OUTCOMES
+}
+"""The counter field of each read; looked up, not formatted, on every hit."""
 TRIGGERS: tuple[Trigger, ...] = ("schedule", "event", "fallback", "fresh")
 RECOMPUTE_OUTCOMES: tuple[RecomputeOutcome, ...] = ("written", "fenced", "error")
 EVENT_OUTCOMES: tuple[EventOutcome, ...] = (
@@ -66,6 +79,14 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 """Upper bounds (seconds) of the recompute duration histogram; `inf` follows the last."""
 BUCKET_LABELS = (*(repr(bound) for bound in BUCKETS), "inf")
 LAST_SCHEDULED_RUN = "last_scheduled_run"
+SERIES_SECONDS = 7200
+"""Lifetime of a per-minute series key: two hours, so the last hour is always complete."""
+SERIES_SOURCES = {
+    "events_received": ("events:received",),
+    "events_applied": ("events:applied",),
+    "events_recomputed": tuple(f"recomputes:event:{o}" for o in RECOMPUTE_OUTCOMES),
+}
+"""Per-minute series -> the hash fields whose flushed counts it adds up."""
 
 # KEYS: the hash. ARGV: field, unix time. Keeps the larger of the stored and the given time.
 _SET_MAX = """
@@ -104,9 +125,10 @@ class Metrics:
 
     def record_read(self, kind: Kind, outcome: ReadOutcome) -> None:
         """Count one read of a `kind` value by how it was served (see README, Metrics)."""
-        if outcome not in READ_OUTCOMES:
+        field = _READ_FIELDS.get((kind, outcome))
+        if field is None:
             raise InvalidArgument(f"read outcome must be one of {READ_OUTCOMES}, got {outcome!r}")
-        self._add(f"reads:{KIND_LABELS[kind]}:{outcome}")
+        self._add(field)
 
     def record_recompute(
         self, trigger: Trigger, outcome: RecomputeOutcome, duration_s: float, fenced: int = 0
@@ -135,9 +157,22 @@ class Metrics:
         if count:
             self._add(f"events:{outcome}", count)
 
-    def record_drift(self, kind: Kind, count: int = 1) -> None:
-        """Count values of `kind` the scheduled pass found wrong (and repaired)."""
-        self._add(f"drift:{KIND_LABELS[kind]}", count)
+    def record_drift(self, kind: Kind, trigger: Trigger, count: int = 1) -> None:
+        """Count values of `kind` a recompute of `trigger` found wrong (and repaired)."""
+        self._add(f"drift:{KIND_LABELS[kind]}:{trigger}", count)
+
+    def count_drift(self, drift: Iterable[Drift], trigger: Trigger) -> None:
+        """Each stored value a recompute found wrong (and repaired, by writing over it): logged
+        with the fields that differed, and counted by kind and trigger."""
+        for each in drift:
+            log.warning(
+                "recompute.drift",
+                key=each.key,
+                kind=each.kind.value,
+                fields=each.fields,
+                trigger=trigger,
+            )
+            self.record_drift(each.kind, trigger)
 
     def record_scheduled_run(self, finished_at: datetime) -> None:
         """Note a successful scheduled recompute (health checks how long ago the last one was)."""
@@ -160,6 +195,11 @@ class Metrics:
                 pipe.hincrby(self.keys.metrics, field, count)
             for field, total in sums.items():
                 pipe.hincrbyfloat(self.keys.metrics, field, total)
+            minute = int(clock.timestamp()) // 60 * 60
+            for name, total in series_counts(counts).items():
+                key = self.keys.series(name, minute)
+                pipe.incrby(key, total)
+                pipe.expire(key, SERIES_SECONDS)
             if last_run:
                 self._set_max(
                     keys=[self.keys.metrics], args=[LAST_SCHEDULED_RUN, last_run], client=pipe
@@ -190,11 +230,12 @@ class Metrics:
         self.client.close()
 
     def _add(self, field: str, count: int = 1) -> None:
-        if not self.enabled:
+        if self.flush_seconds <= 0:  # `enabled`, without a property call on every hit
             return
         with self._lock:
             self._counts[field] += count
-            self._start_locked()
+            if self._thread is None:
+                self._start_locked()
 
     def _start_locked(self) -> None:
         if self._thread is None:
@@ -207,6 +248,14 @@ class Metrics:
                 self.flush()
             except Exception:  # keep flushing: an unexpected error must not end the thread
                 log.exception("metrics.flush_crashed")
+
+
+def series_counts(counts: Counter[str]) -> dict[str, int]:
+    """The per-minute series a flush of `counts` adds to (only those with something to add)."""
+    totals = {
+        name: sum(counts[field] for field in fields) for name, fields in SERIES_SOURCES.items()
+    }
+    return {name: total for name, total in totals.items() if total}
 
 
 @cache

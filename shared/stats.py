@@ -272,7 +272,9 @@ def counts_query(
 ) -> Select[int | None, int, int, int, int, int]:
     """Counts per category with every counted condition as a FILTER; time bounds fixed once.
 
-    `now` is a datetime, or a SQL expression such as `func.now()` for a stored query (a view).
+    The current week is open at its end: an email created after `now` (a later insert, or one
+    dated in the future) counts in it, as a delta does (docs/deltas.md). `now` is a datetime,
+    or a SQL expression such as `func.now()` for a stored query (a view).
     """
     week_start, previous_start = now - WEEK, now - 2 * WEEK
     created = tables.created_at
@@ -281,7 +283,7 @@ def counts_query(
         func.count(),
         func.count().filter(tables.auto_labeled),
         func.count().filter(tables.unread),
-        func.count().filter(and_(created >= week_start, created < now)),
+        func.count().filter(created >= week_start),
         func.count().filter(and_(created >= previous_start, created < week_start)),
     )
     return query.select_from(tables.emails)

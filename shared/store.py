@@ -18,6 +18,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from dashcache import codec
 from dashcache.fence import FENCED_WRITE_SCRIPT
 from dashcache.keys import KeySchema, Kind, Scope, parse_scope_token, scope_token
 from dashcache.logging import get_logger
@@ -43,7 +44,7 @@ class Envelope:
             "computed_at": self.computed_at.isoformat(),
             "data": self.data,
         }
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return codec.dumps(body)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Envelope:
@@ -54,7 +55,7 @@ class Envelope:
 def decode_envelope(raw: bytes) -> tuple[Any, datetime, int]:
     """(data, computed_at, generation) from what `Envelope.to_json` wrote, without building an
     Envelope: the readers' hit path uses this."""
-    body = json.loads(raw)
+    body = codec.loads(raw)
     return body["data"], datetime.fromisoformat(body["computed_at"]), body["generation"]
 
 

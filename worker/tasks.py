@@ -41,7 +41,7 @@ def warm_all() -> int:
     result = _logged(
         "all", lambda: recompute_every_scope(rt.engine, rt.store, rt.settings.max_breakdown)
     )
-    _count_drift(result)
+    rt.metrics.count_drift(result.drift, "schedule")
     rt.metrics.record_scheduled_run(clock.now())
     return result.written
 
@@ -55,7 +55,7 @@ def warm_scope(account_id: Scope) -> int:
         scope_token(account_id),
         lambda: recompute_scope(rt.engine, rt.store, account_id, rt.settings.max_breakdown),
     )
-    _count_drift(result)
+    rt.metrics.count_drift(result.drift, "schedule")
     return result.written
 
 
@@ -92,11 +92,13 @@ def recompute_event_targets(self: Any, scope: object, kinds: object) -> int:
 
     result = _logged(
         event_run.scope,
-        lambda: recompute_targets(ctx, event_run, str(self.request.id), note),
+        lambda: recompute_targets(ctx, event_run, _attempt(self), note),
         trigger="event",
         claimed=claimed,
         kinds=[kind.value for kind in event_run.kinds],
     )
+    if result is not None:
+        rt.metrics.count_drift(result.drift, "event")
     return 0 if result is None else result.written
 
 
@@ -106,15 +108,6 @@ def ingest_events(payload: object) -> int:
     accepted = ingest(payload, runtime().publisher)
     log.info("events.ingested", accepted=accepted)
     return accepted
-
-
-def _count_drift(result: RecomputeResult) -> None:
-    """The scheduled pass reconciles: each stored value it found wrong (and repaired, by
-    writing over it) is logged with the fields that differed, and counted by kind."""
-    metrics = runtime().metrics
-    for drift in result.drift:
-        log.warning("recompute.drift", key=drift.key, kind=drift.kind.value, fields=drift.fields)
-        metrics.record_drift(drift.kind)
 
 
 @overload
@@ -195,3 +188,9 @@ def _logged(
         **extra,
     )
     return result
+
+
+def _attempt(task: Any) -> str:
+    """The run token of this attempt: a retried call of the claim script repeats it, so it gets
+    its first claim back; the task's own retry (a new attempt) claims afresh."""
+    return f"{task.request.id}:{task.request.retries}"

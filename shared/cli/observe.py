@@ -1,4 +1,4 @@
-"""`dashcache stats`, `dashcache health` and `dashcache metrics serve`: what operators look at."""
+"""`dashcache stats`, `health`, `metrics serve` and `status serve`: what operators look at."""
 
 from __future__ import annotations
 
@@ -18,12 +18,15 @@ from dashcache.observe.freshness import read_freshness
 from dashcache.observe.health import run_checks
 from dashcache.observe.prometheus import serve
 from dashcache.observe.report import render_table, report
+from dashcache.observe.statusserver import serve as serve_status
 from dashcache.observe.totals import read_totals
 from dashcache.store import make_redis
 
 EXIT_UNHEALTHY = 1
 PROBE_CONNECT_TIMEOUT_SECONDS = 5
 DEFAULT_METRICS_PORT = 9108
+DEFAULT_STATUS_PORT = 9109
+LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (Prometheus scrapes from other hosts)
 
 
@@ -82,6 +85,31 @@ def metrics_serve(settings: Settings, port: int, addr: str) -> None:
     """Serve /metrics for Prometheus: totals of every process, read from Redis per scrape."""
     client = make_redis(settings.redis_url, settings.redis_timeout_seconds)
     serve(client, KeySchema(settings.key_prefix), port, addr)
+
+
+@click.group()
+def status() -> None:
+    """The live status page for operators."""
+
+
+@status.command("serve")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=DEFAULT_STATUS_PORT, show_default=True
+)
+@click.option(
+    "--addr",
+    default=LOOPBACK,
+    show_default=True,
+    help="Address to listen on (the page shows data).",
+)
+@click.pass_obj
+@friendly_errors
+def status_serve(settings: Settings, port: int, addr: str) -> None:
+    """Serve the status page at / and its data at /status.json, read from Redis per request."""
+    try:
+        serve_status(settings, addr, port)
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {addr}:{port}: {error}") from error
 
 
 def _probe_engine(database_url: str) -> Engine:

@@ -4,7 +4,8 @@
 gathered after a short linger, or at once when a batch is full. `flush` waits until everything
 added before it was sent. A batch that fails is logged (`event.publish_failed`) and counted
 (`events:failed`); the schedule heals its values. Every batcher is flushed at a clean exit, and a
-forked child starts empty (the parent sends its own).
+forked child starts empty (the parent sends its own). A closed batcher refuses new events
+(`PublisherClosed`): nothing would send them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+from dashcache.errors import PublisherClosed
 from dashcache.events.types import Event
 from dashcache.logging import get_logger
 
@@ -50,8 +52,10 @@ class Batcher:
         self._closed = False
 
     def add(self, event: Event) -> None:
-        """Queue one event for the next batch."""
+        """Queue one event for the next batch; `PublisherClosed` once the batcher is closed."""
         with self._lock:
+            if self._closed:
+                raise PublisherClosed("the event publisher is closed: the event was not queued")
             self._buffer.append(event)
             self._added += 1
             if self._thread is None:

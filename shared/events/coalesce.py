@@ -29,6 +29,7 @@ the schedule heals the key (for accounts, the next event on any account).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -51,12 +52,16 @@ WHILE_RUNNING = -2
 DRAIN_LIMIT = 1000
 """Most dirty accounts of one kind a run drains (one `IN` list); the rest get another run."""
 
-# KEYS per target: pending, running, dirty set, cooldown.   ARGV: max wait in ms, then per
-# target the account scope token to add to the dirty set ('' for none). Per target: -1 already
-# pending, -2 newly pending while running, else newly pending and idle: the cooldown's ms left.
+# KEYS per target: pending, running, dirty set, cooldown; last the call's reply stash.   ARGV:
+# max wait in ms, then per target the account scope token to add to the dirty set ('' for none).
+# Per target: -1 already pending, -2 newly pending while running, else newly pending and idle:
+# the cooldown's ms left. A retry of the same call (same stash key) gets the first reply again.
 _MARK = """
+local stash = KEYS[#KEYS]
+local done = redis.call('GET', stash)
+if done then return cjson.decode(done) end
 local out = {}
-for i = 1, #KEYS, 4 do
+for i = 1, #KEYS - 1, 4 do
   local member = ARGV[(i + 3) / 4 + 1]
   if member ~= '' then redis.call('SADD', KEYS[i + 2], member) end
   if not redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[1]) then
@@ -67,11 +72,14 @@ for i = 1, #KEYS, 4 do
     out[#out + 1] = math.max(redis.call('PTTL', KEYS[i + 3]), 0)
   end
 end
+redis.call('SET', stash, cjson.encode(out), 'PX', ARGV[1])
 return out
 """
 
-# KEYS per target: pending, running, dirty set, cooldown.   ARGV: run token, running TTL in ms,
-# drain limit, max wait in ms, '1' to drain the dirty sets, debounce in ms.
+# KEYS per target: pending, running, dirty set, cooldown; last the run token's claim stash.
+# ARGV: run token, running TTL in ms, drain limit, max wait in ms, '1' to drain the dirty sets,
+# debounce in ms. A second claim with the same token (a retried call whose first ran) changes
+# nothing and gets the first reply again, with the accounts it popped.
 # Returns {server time in ms, per target {cooldown ms left, more, members}}. The cooldown holds
 # the time it ends (ms), set from the same clock reading the start is reported with, so two
 # starts of a target are at least a debounce apart to the millisecond. A target still cooling
@@ -79,11 +87,14 @@ return out
 # the limit of the dirty set; when members are left, pending is set again and `more` asks the
 # caller to send one more run.
 _CLAIM = """
+local stash = KEYS[#KEYS]
+local done = redis.call('GET', stash)
+if done then return cjson.decode(done) end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local ends = string.format('%.0f', now + tonumber(ARGV[6]))
 local out = {}
-for i = 1, #KEYS, 4 do
+for i = 1, #KEYS - 1, 4 do
   local wait = (tonumber(redis.call('GET', KEYS[i + 3]) or '0') or 0) - now
   local members, more = {}, 0
   if wait <= 0 then
@@ -99,7 +110,9 @@ for i = 1, #KEYS, 4 do
   end
   out[#out + 1] = {wait, more, members}
 end
-return {string.format('%.0f', now), out}
+local reply = {string.format('%.0f', now), out}
+redis.call('SET', stash, cjson.encode(reply), 'PX', ARGV[2])
+return reply
 """
 
 # KEYS: running markers.   ARGV: run token. A newer run's marker is left alone.
@@ -165,12 +178,17 @@ class Coalescer:
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
 
-    def mark(self, targets: Iterable[Target]) -> list[Run]:
-        """Mark targets pending in one round trip; return the runs to send (often none)."""
+    def mark(self, targets: Iterable[Target], token: str | None = None) -> list[Run]:
+        """Mark targets pending in one round trip; return the runs to send (often none).
+
+        The call's `token` (a fresh one unless given) makes it idempotent: a retry of a call that
+        ran gets the same runs back, not "already pending".
+        """
         ordered = sorted(set(targets))
         if not ordered:
             return []
         keys = [key for t in ordered for key in self._keys(t.kind, run_scope(t))]
+        keys.append(self.keys.marked(token or uuid.uuid4().hex))
         members = [t.scope if is_account(t.scope) else "" for t in ordered]
         states = self._mark(keys=keys, args=[self.max_wait_ms, *members])
         grouped: dict[tuple[str, float | None], list[Kind]] = {}
@@ -186,9 +204,11 @@ class Coalescer:
 
         Call before reading the database. Targets still cooling down are not claimed (see
         `Claim.cooling`). Only runs of accounts drain (an old-style run of one account too,
-        which then also recomputes that account).
+        which then also recomputes that account). Idempotent per `token`: a second claim with it
+        (a retried call) changes nothing and returns what the first claimed.
         """
         keys = [key for kind in kinds for key in self._keys(kind, scope)]
+        keys.append(self.keys.claimed(token))
         drain = "1" if scope == ACCOUNTS_SCOPE or is_account(scope) else "0"
         args: list[str | int] = [
             token,

@@ -8,7 +8,7 @@ broker); runs go by task name to the events queue, apart from the schedule.
 
 `publish` returns at once: the event joins a background batch (shared/events/batching.py), so
 many single calls cost one round trip per batch. `flush()` waits until they were sent.
-`publish_many` sends its batch before returning.
+`publish_many` sends its batch before returning. After `close()` both raise `PublisherClosed`.
 """
 
 from __future__ import annotations
@@ -20,17 +20,21 @@ import redis
 
 from dashcache.config import Settings
 from dashcache.dispatch import RECOMPUTE_TARGETS, TaskSender
+from dashcache.errors import PublisherClosed
 from dashcache.events.apply import Applied, DeltaApplier
 from dashcache.events.batching import Batcher
 from dashcache.events.coalesce import Coalescer, Run, run_scope
 from dashcache.events.deltas import split
 from dashcache.events.targeting import Target, targets_of, targets_of_all
 from dashcache.events.tenancy import check_tenancy
-from dashcache.events.types import Event, check_event
+from dashcache.events.types import EmailCreated, EmailDeleted, EmailUpdated, Event, check_event
+from dashcache.events.unapplied import UnappliedMarks
 from dashcache.keys import KeySchema
 from dashcache.metrics import metrics_for
 from dashcache.schema.mapping import load_mapping
 from dashcache.store import make_redis
+
+EMAIL_EVENTS = (EmailCreated, EmailUpdated, EmailDeleted)
 
 
 class EventPublisher:
@@ -49,10 +53,13 @@ class EventPublisher:
         keys = KeySchema(settings.key_prefix)
         self.coalescer = Coalescer(self.client, keys, settings)
         self.applier = DeltaApplier(self.client, keys, settings.ttl_seconds)
+        self.unapplied = UnappliedMarks(self.client, keys, settings.ttl_seconds)
+        self.delta_states = settings.database_url.startswith("postgresql")
         self.metrics = metrics_for(settings)
         self.multi_tenant = load_mapping(settings.schema_file).multi_tenant
+        self._closed = False
         self.batcher = Batcher(
-            self.publish_many,
+            self._send_batch,
             lambda count: self.metrics.record_event("failed", count),
             settings.publish_linger_ms / 1000,
             settings.event_max_batch,
@@ -60,8 +67,9 @@ class EventPublisher:
 
     def publish(self, event: Event) -> list[Run]:
         """Queue one event for the background batch; anything that is not an event, or does not
-        fit the tenancy, raises `InvalidEvent` here. Returns no runs: the batch sends them (see
-        `flush`)."""
+        fit the tenancy, raises `InvalidEvent` here; after `close()`, `PublisherClosed`. Returns
+        no runs: the batch sends them (see `flush`)."""
+        self._check_open()
         event = check_event(event)
         check_tenancy([event], self.multi_tenant)
         self.batcher.add(event)
@@ -76,12 +84,23 @@ class EventPublisher:
         for the keys of the rest. Returns the runs it caused.
 
         Anything that is not an event, or an event that does not fit the tenancy, raises
-        `InvalidEvent` before anything is sent.
+        `InvalidEvent` before anything is sent; after `close()`, `PublisherClosed`.
         """
+        self._check_open()
+        return self._send_batch(events)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PublisherClosed("the event publisher is closed: publish through an open one")
+
+    def _send_batch(self, events: Iterable[Event]) -> list[Run]:
         batch = [check_event(event) for event in events]
         check_tenancy(batch, self.multi_tenant)
         parted = split(batch)
         applied = self._apply(parted.deltas)
+        if self.delta_states:
+            emails = [e for e in parted.recompute if isinstance(e, EMAIL_EVENTS)]
+            self.unapplied.mark(targets_of_all(emails) | applied.stale)
         targets = targets_of_all(parted.recompute) | applied.stale
         runs = self.coalescer.mark(targets)
         self.send_runs(runs)
@@ -121,7 +140,9 @@ class EventPublisher:
                 self.metrics.record_event("coalesced")
 
     def close(self) -> None:
-        """Send what `publish` queued, then release the Redis and broker connections."""
+        """Send what `publish` queued, then release the Redis and broker connections; later
+        publishing raises `PublisherClosed`."""
+        self._closed = True
         self.batcher.close()
         self.client.close()
         self.sender.close()

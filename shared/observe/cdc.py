@@ -48,7 +48,8 @@ def parse_status(
     fields: dict[bytes, bytes], holder: bytes | None, counts: list[bytes | None]
 ) -> CdcStatus | None:
     """The status from the hash's fields, the lock's value and the change counts (in CDC_OPS
-    order); None for an empty hash."""
+    order); None for an empty hash. The active consumer is the lock's holder, else the last one
+    that wrote the hash (its `updated_at` tells how long ago)."""
     if not fields:
         return None
     text = {name.decode(): value.decode() for name, value in fields.items()}
@@ -59,7 +60,7 @@ def parse_status(
         confirmed_lsn=text.get("confirmed_lsn"),
         lag_seconds=float(text["lag_seconds"]) if "lag_seconds" in text else None,
         retained_bytes=int(text["retained_bytes"]) if "retained_bytes" in text else None,
-        active_consumer=holder.decode() if holder else None,
+        active_consumer=holder.decode() if holder else text.get("consumer"),
         updated_at=None if updated is None else datetime.fromtimestamp(float(updated), UTC),
         changes={op: int(count) for op, count in zip(CDC_OPS, counts, strict=True) if count},
     )

@@ -106,10 +106,14 @@ def _counters(totals: Totals) -> Iterator[Metric]:
     yield events
 
     drift = CounterMetricFamily(
-        "dashcache_drift", "Values the scheduled pass found wrong and repaired", labels=["kind"]
+        "dashcache_drift",
+        "Values a recompute found wrong and repaired, by kind and trigger",
+        labels=["kind", "trigger"],
     )
-    for kind in KIND_LABELS.values():
-        drift.add_metric([kind], totals.drift.get(kind, 0))
+    for trigger in TRIGGERS:
+        by_kind = totals.drift_by_trigger.get(trigger, {})
+        for kind in KIND_LABELS.values():
+            drift.add_metric([kind, trigger], by_kind.get(kind, 0))
     yield drift
 
 

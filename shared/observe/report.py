@@ -48,6 +48,7 @@ def report(totals: Totals, freshness: Freshness, cdc: CdcStatus | None = None) -
         "recomputes": recomputes,
         "events": {o: totals.events.get(o, 0) for o in EVENT_OUTCOMES},
         "drift": {kind: totals.drift.get(kind, 0) for kind in KIND_LABELS.values()},
+        "drift_by_trigger": totals.drift_by_trigger,
         "scopes_warmed": freshness.scopes_warmed,
         "values_missing": freshness.missing,
         "oldest": None

@@ -48,8 +48,17 @@ class Totals:
     events: dict[str, int]
     """outcome -> events."""
     last_scheduled_run: datetime | None
-    drift: dict[str, int] = field(default_factory=dict)
-    """kind -> values the scheduled pass found wrong and repaired."""
+    drift_by_trigger: dict[str, dict[str, int]] = field(default_factory=dict)
+    """trigger -> kind -> values a recompute found wrong and repaired."""
+
+    @property
+    def drift(self) -> dict[str, int]:
+        """kind -> values found wrong and repaired, whatever the trigger."""
+        total: dict[str, int] = {}
+        for by_kind in self.drift_by_trigger.values():
+            for kind, count in by_kind.items():
+                total[kind] = total.get(kind, 0) + count
+        return total
 
     def reads_with(self, outcome: str) -> int:
         """Reads of either kind with this outcome."""
@@ -77,7 +86,7 @@ def parse_totals(fields: dict[bytes, bytes]) -> Totals:
     sums: dict[str, float] = {}
     fenced: dict[str, int] = {}
     events: dict[str, int] = {}
-    drift: dict[str, int] = {}
+    drift: dict[str, dict[str, int]] = {}
     last_run: datetime | None = None
     for raw_name, raw_value in fields.items():
         name, value = raw_name.decode(), raw_value.decode()
@@ -95,8 +104,12 @@ def parse_totals(fields: dict[bytes, bytes]) -> Totals:
                 fenced[trigger] = int(value)
             case ["events", outcome]:
                 events[outcome] = int(value)
-            case ["drift", kind]:
-                drift[kind] = int(value)
+            case ["drift", kind, trigger]:
+                by_kind = drift.setdefault(trigger, {})
+                by_kind[kind] = by_kind.get(kind, 0) + int(value)
+            case ["drift", kind]:  # written before drift had a trigger: the scheduled pass
+                by_kind = drift.setdefault("schedule", {})
+                by_kind[kind] = by_kind.get(kind, 0) + int(value)
             case [single] if single == LAST_SCHEDULED_RUN:
                 last_run = datetime.fromtimestamp(float(value), UTC)
     durations = {

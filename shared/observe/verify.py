@@ -1,7 +1,8 @@
 """Check the cache against the database: every warmed value equals a fresh computation.
 
-Each value is recomputed *as of its own `computed_at`*: weekly growth moves with time, so a value
-compared with a computation as of now would differ the moment an email crosses a week boundary.
+Each value is recomputed *as of its own `computed_at`*: the window starts move with time, so a
+value compared with a computation as of now would differ the moment an email crosses a window
+start. The current week is open at its end, so emails created since `computed_at` count in it.
 Mutations since a value was computed do show up as differences: run it once writes have quiesced
 for one refresh period. Missing values are counted, not differences (a reader recomputes them).
 """

@@ -97,6 +97,7 @@ def computed(
     it produced."""
     metrics.record_read(kind, source)
     metrics.record_recompute(source, outcome, duration, fenced=result.fenced)
+    metrics.count_drift(result.drift, source)
     if source == "fallback" and result.generation:  # while Redis is down, outage logs say it
         outages.log.info(
             "reader.fallback",

@@ -155,7 +155,7 @@ class DashboardReader:
             try:
                 raw = self.store.client.get(self.store.keys.value(kind, account_id))
                 self.redis.ok()
-                found = self._usable(raw, max_age)
+                found = usable(raw, self._ttl, self._soft_age, max_age)
                 if found is None:
                     self.metrics.record_read(kind, "miss")
                     return self._fill(kind, account_id, max_age)

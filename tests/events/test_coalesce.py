@@ -168,3 +168,34 @@ def test_members_that_are_no_account_token_are_set_apart(
     claim = coalescer.claim(ACC, [AGG], "run-1")
     assert claim.accounts == [Target(AGG, "a2")]
     assert sorted(target.scope for target in claim.rejected) == ["\\xff", "a-1", "a03", "x"]
+
+
+def test_a_retried_claim_gets_its_accounts_again(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """The claim script run twice with one token (a retry whose first call ran) returns the same
+    targets and accounts the second time, and a later run with another token finds none left."""
+    coalescer = make(redis_client, key_prefix)
+    coalescer.mark([Target(AGG, "a1"), Target(AGG, "a2"), Target(BD, "a2")])
+    first = coalescer.claim(ACC, [AGG, BD], "run-1")
+    again = coalescer.claim(ACC, [AGG, BD], "run-1")
+    assert again == first
+    assert sorted(again.accounts) == [Target(AGG, "a1"), Target(AGG, "a2"), Target(BD, "a2")]
+    assert again.cooling == {}
+    for kind in (AGG, BD):
+        cool_off(redis_client, key_prefix, kind, ACC)
+    assert coalescer.claim(ACC, [AGG, BD], "run-2").accounts == []
+
+
+def test_a_retried_mark_asks_for_its_runs_again(redis_client: redis.Redis, key_prefix: str) -> None:
+    """The mark script run twice with one token returns the same runs the second time, where a
+    new call finds the targets already pending and asks for nothing."""
+    coalescer = make(redis_client, key_prefix)
+    targets = [Target(AGG, "a1"), Target(BD, "all")]
+    first = coalescer.mark(targets, "mark-1")
+    assert sorted(first, key=lambda run: run.scope) == [
+        Run(ACC, (AGG,), None),
+        Run("all", (BD,), None),
+    ]
+    assert coalescer.mark(targets, "mark-1") == first
+    assert coalescer.mark(targets, "mark-2") == []
