@@ -82,3 +82,23 @@ def test_stats_show_no_cdc_when_no_consumer_ever_ran(settings: Settings) -> None
     """Without a WAL consumer the `cdc` object is null and health has no cdc check."""
     result = CliRunner().invoke(main, ["stats", "--json"], env=settings.to_env())
     assert json.loads(result.stdout)["cdc"] is None
+
+
+def test_a_consumer_that_finds_its_lock_taken_stops_until_it_holds_it_again(
+    cdc_settings: Settings, wal_engine: Engine, redis_client: redis.Redis
+) -> None:
+    """Another holder in the lock (this consumer stalled past its TTL, say): the consumer logs
+    `cdc.lock_lost`, stops streaming and waits; once the lock is free it takes it and catches
+    up from its confirmed position."""
+    keys = KeySchema(cdc_settings.key_prefix)
+    seed(wal_engine)
+    warm(cdc_settings)
+    with consuming(cdc_settings) as logs:
+        redis_client.set(keys.cdc_lock, "elsewhere:1", px=60_000)
+        wait_until(lambda: any(e["event"] == "cdc.lock_lost" for e in logs), "cdc.lock_lost")
+        wait_until(lambda: any(e["event"] == "cdc.standby" for e in logs), "cdc.standby")
+        sql(wal_engine, "UPDATE emails SET is_unread = NOT is_unread WHERE account_id = 2")
+        assert [e["event"] for e in logs].count("cdc.active") == 1
+        redis_client.delete(keys.cdc_lock)
+        wait_exact(redis_client, cdc_settings, wal_engine)
+        assert [e["event"] for e in logs].count("cdc.active") == 2
