@@ -13,6 +13,7 @@ from dashcache.cli.support import friendly_errors
 from dashcache.config import Settings
 from dashcache.db import make_engine
 from dashcache.keys import KeySchema
+from dashcache.observe.cdc import read_cdc
 from dashcache.observe.freshness import read_freshness
 from dashcache.observe.health import run_checks
 from dashcache.observe.prometheus import serve
@@ -38,7 +39,11 @@ def stats(settings: Settings, as_json: bool) -> None:
     client = make_redis(settings.redis_url, settings.redis_timeout_seconds)
     keys = KeySchema(settings.key_prefix)
     try:
-        body = report(read_totals(client, keys), read_freshness(client, keys, clock.now()))
+        body = report(
+            read_totals(client, keys),
+            read_freshness(client, keys, clock.now()),
+            read_cdc(client, keys),
+        )
     finally:
         client.close()
     click.echo(json.dumps(body, indent=2) if as_json else render_table(body))

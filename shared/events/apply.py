@@ -1,7 +1,8 @@
 """Applying deltas in Redis: one script call updates every scope of a batch, each atomically.
 
 Per scope, each entry is logged under its identity (a second one with the same identity is a
-duplicate and changes nothing; one older than what the log was pruned to is late: every stored
+duplicate and changes nothing, as does one of a transaction the WAL source already applied in
+that scope, field `~w:<txid>`; one older than what the log was pruned to is late: every stored
 value saw it) and applied to each value whose snapshot did not see its transaction; the value's
 envelope is rendered again from its state, its TTL kept. No read of the database.
 A value that exists without a state (computed on SQLite, or by an older version) cannot take a
@@ -44,6 +45,8 @@ for k = 2, #KEYS, 5 do
     local txid, before_text, after_text = string.match(entry, '^(%d+)|([^|]*)|([^|]*)$')
     if horizon and lt(txid, horizon) then
       late = late + 1
+    elseif redis.call('HEXISTS', log, '~w:' .. txid) == 1 then
+      dups = dups + 1
     elseif redis.call('HSETNX', log, identity, txid .. '|' .. seq .. '|' .. before_text .. '|'
         .. after_text) == 0 then
       dups = dups + 1
