@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,36 +33,16 @@ import click
 from sqlalchemy import Engine, text
 
 from dashcache.bench.database import BenchDatabase, bench_database
-from dashcache.bench.event_lag import STATS_FLUSH_SECONDS, percentiles
+from dashcache.bench.event_lag import STATS_FLUSH_SECONDS, percentiles, shows, unread, wait
 from dashcache.bench.pgcluster import PgCluster
 from dashcache.bench.pgstats import read_counters
 from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.config import Settings
-from dashcache.keys import KeySchema, Kind, Scope
+from dashcache.keys import KeySchema, Scope
 from dashcache.store import RedisStore, make_redis
 
 CATEGORIES = 20
 UNREAD = "SELECT count(*) FILTER (WHERE is_unread) FROM emails"
-
-
-def wait(check: Callable[[], bool], timeout: float, pause: float = 0.0005) -> float:
-    """Poll until `check()` holds; return the monotonic time it did; raise on timeout."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the bench waited too long; see the consumer's log")
-        time.sleep(pause)
-    return time.monotonic()
-
-
-def unread(store: RedisStore, scope: Scope) -> int:
-    envelope = store.get(Kind.AGGREGATES, scope)
-    return -1 if envelope is None else int(envelope.data["unread_count"])
-
-
-def shows(store: RedisStore, scope: Scope, count: int) -> Callable[[], bool]:
-    """A check: the scope's stored unread_count is `count`."""
-    return lambda: unread(store, scope) == count
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 
 import redis
 
-from dashcache.events.apply import SCOPES_PER_CALL, Applied, DeltaApplier
-from dashcache.keys import KeySchema, Kind, parse_scope_token
+from dashcache.events.apply import SCOPES_PER_CALL, Applied, DeltaApplier, scope_keys
+from dashcache.keys import KeySchema
 from dashcache.maintained import LUA_LIBRARY
 
 Change = str
@@ -57,30 +57,14 @@ for k = 2, #KEYS, 5 do
       else
         applied = applied + 1
         local before_text, after_text = string.match(rows, '^([^|]*)|([^|]*)$')
-        local before, after = parse_row(before_text), parse_row(after_text)
-        for j = 1, 2 do
-          local s = states[j]
-          if s and touches(kinds[j], before, after) and not visible(s.snap, txid) then
-            apply(s, kinds[j], before, after)
-            changed[j] = true
-          end
-        end
+        apply_unseen(states, changed, txid, parse_row(before_text), parse_row(after_text))
       end
     end
     redis.call('EXPIRE', log, ttl)
   end
   a = a + 2
   local stale = {0, 0}
-  if applied > 0 then
-    for j = 1, 2 do
-      if changed[j] then
-        redis.call('SET', KEYS[k + 1 + j], close_state(states[j]), 'KEEPTTL')
-        redis.call('SET', KEYS[k - 1 + j], render(states[j], kinds[j]), 'KEEPTTL')
-      elseif not states[j] and redis.call('EXISTS', KEYS[k - 1 + j]) == 1 then
-        stale[j] = 1
-      end
-    end
-  end
+  if applied > 0 then stale = write_back(k, states, changed) end
   out[#out + 1] = {applied, dups, late, stale[1], stale[2]}
 end
 return out
@@ -107,14 +91,7 @@ class WalApplier:
             keys: list[str] = [self.keys.seq]
             args: list[str | int] = [self.ttl_seconds, str(txid)]
             for token in tokens[start : start + SCOPES_PER_CALL]:
-                scope = parse_scope_token(token)
-                keys += [
-                    self.keys.value(Kind.AGGREGATES, scope),
-                    self.keys.value(Kind.BREAKDOWN, scope),
-                    self.keys.state(Kind.AGGREGATES, scope),
-                    self.keys.state(Kind.BREAKDOWN, scope),
-                    self.keys.deltas(scope),
-                ]
+                keys += scope_keys(self.keys, token)
                 entries = changes[token]
                 args += [len(entries), "".join(entries)]
             self._apply(keys=keys, args=args, client=pipe)

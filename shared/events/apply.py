@@ -52,28 +52,14 @@ for k = 2, #KEYS, 5 do
       dups = dups + 1
     else
       applied = applied + 1
-      local before, after = parse_row(before_text), parse_row(after_text)
-      for j = 1, 2 do
-        local s = states[j]
-        if s and touches(kinds[j], before, after) and not visible(s.snap, txid) then
-          apply(s, kinds[j], before, after)
-          changed[j] = true
-        end
-      end
+      apply_unseen(states, changed, txid, parse_row(before_text), parse_row(after_text))
     end
   end
   a = a + 1 + 2 * n
   local stale = {0, 0}
   if applied > 0 then
     redis.call('EXPIRE', log, ARGV[1])
-    for j = 1, 2 do
-      if changed[j] then
-        redis.call('SET', KEYS[k + 1 + j], close_state(states[j]), 'KEEPTTL')
-        redis.call('SET', KEYS[k - 1 + j], render(states[j], kinds[j]), 'KEEPTTL')
-      elseif not states[j] and redis.call('EXISTS', KEYS[k - 1 + j]) == 1 then
-        stale[j] = 1
-      end
-    end
+    stale = write_back(k, states, changed)
   end
   out[#out + 1] = {applied, dups, late, stale[1], stale[2]}
 end
@@ -90,6 +76,18 @@ class Applied:
     duplicates: int = 0
     late: int = 0
     stale: set[Target] = field(default_factory=set)
+
+
+def scope_keys(keys: KeySchema, token: str) -> list[str]:
+    """The keys the apply scripts take per scope: both values, both states, the delta log."""
+    scope = parse_scope_token(token)
+    return [
+        keys.value(Kind.AGGREGATES, scope),
+        keys.value(Kind.BREAKDOWN, scope),
+        keys.state(Kind.AGGREGATES, scope),
+        keys.state(Kind.BREAKDOWN, scope),
+        keys.deltas(scope),
+    ]
 
 
 class DeltaApplier:
@@ -110,14 +108,7 @@ class DeltaApplier:
             keys: list[str] = [self.keys.seq]
             args: list[str | int] = [self.ttl_seconds]
             for token in tokens[start : start + SCOPES_PER_CALL]:
-                scope = parse_scope_token(token)
-                keys += [
-                    self.keys.value(Kind.AGGREGATES, scope),
-                    self.keys.value(Kind.BREAKDOWN, scope),
-                    self.keys.state(Kind.AGGREGATES, scope),
-                    self.keys.state(Kind.BREAKDOWN, scope),
-                    self.keys.deltas(scope),
-                ]
+                keys += scope_keys(self.keys, token)
                 entries = deltas[token]
                 args.append(len(entries))
                 for identity, entry in entries:
