@@ -95,7 +95,7 @@ def wait(check: Callable[[], bool], timeout: float, pause: float = 0.001) -> flo
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise TimeoutError("the bench waited too long; see the worker log")
+            raise TimeoutError("the bench waited too long; see the log of its worker or consumer")
         time.sleep(pause)
     return time.monotonic()
 

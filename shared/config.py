@@ -16,6 +16,7 @@ T = TypeVar("T")
 DEFAULT_DATABASE_URL = "sqlite:///dashcache.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PG_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _LOG_FORMATS = ("auto", "json", "console")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _ON_REDIS_DOWN = ("database", "error")
@@ -48,6 +49,11 @@ ENV_NAMES = {
     "DASHCACHE_BREAKER_RESET_SECONDS": "breaker_reset_seconds",
     "DASHCACHE_MAX_VALUE_BYTES": "max_value_bytes",
     "DASHCACHE_SCHEMA_FILE": "schema_file",
+    "DASHCACHE_CDC_PUBLICATION": "cdc_publication",
+    "DASHCACHE_CDC_SLOT": "cdc_slot",
+    "DASHCACHE_CDC_MAX_LAG_SECONDS": "cdc_max_lag_seconds",
+    "DASHCACHE_CDC_LOCK_SECONDS": "cdc_lock_seconds",
+    "DASHCACHE_CDC_CHUNK_ROWS": "cdc_chunk_rows",
     "DASHCACHE_SHARD_ACCOUNTS": "shard_accounts",
     "DASHCACHE_IDLE_DAYS": "idle_days",
 }
@@ -88,6 +94,16 @@ class Settings:
     max_value_bytes: int = 1024 * 1024
     schema_file: str | None = None
     """The TOML schema mapping of the app's own tables; None reads the demo schema."""
+    cdc_publication: str = "dashcache"
+    """The PostgreSQL publication `dashcache cdc run` streams (created when missing)."""
+    cdc_slot: str = "dashcache"
+    """The logical replication slot `dashcache cdc run` consumes (created when missing)."""
+    cdc_max_lag_seconds: float = 30.0
+    """`dashcache health` fails when the WAL consumer's lag passes this."""
+    cdc_lock_seconds: float = 10.0
+    """TTL of the one-consumer lock; a standby takes over at most this long after a death."""
+    cdc_chunk_rows: int = 5000
+    """Rows of one transaction applied per Redis round trip (bounds the consumer's memory)."""
     shard_accounts: int = 10_000
     """Account ids per shard of the scheduled pass (one `warm_shard` task each)."""
     idle_days: int = 30
@@ -171,6 +187,13 @@ class Settings:
                 env, "DASHCACHE_MAX_VALUE_BYTES", 1024 * 1024, int, _between(1024, 512 * 1024**2)
             ),
             schema_file=env.get("DASHCACHE_SCHEMA_FILE", "").strip() or None,
+            cdc_publication=_get(env, "DASHCACHE_CDC_PUBLICATION", "dashcache", str, _pg_name),
+            cdc_slot=_get(env, "DASHCACHE_CDC_SLOT", "dashcache", str, _pg_name),
+            cdc_max_lag_seconds=_get(
+                env, "DASHCACHE_CDC_MAX_LAG_SECONDS", 30.0, float, _between(0.1, 86400)
+            ),
+            cdc_lock_seconds=_get(env, "DASHCACHE_CDC_LOCK_SECONDS", 10.0, float, _between(1, 30)),
+            cdc_chunk_rows=_get(env, "DASHCACHE_CDC_CHUNK_ROWS", 5000, int, _between(1, 1_000_000)),
             shard_accounts=_get(
                 env, "DASHCACHE_SHARD_ACCOUNTS", 10_000, int, _between(1, 100_000_000)
             ),
@@ -259,3 +282,9 @@ def _match_prefix(value: str) -> str | None:
     if _PREFIX_RE.fullmatch(value):
         return None
     return "must be 1-64 characters of letters, digits, '_', '.' or '-'"
+
+
+def _pg_name(value: str) -> str | None:
+    if _PG_NAME_RE.fullmatch(value):
+        return None
+    return "must be 1-63 lowercase letters, digits or '_', not starting with a digit"

@@ -34,6 +34,31 @@ class SchemaError(ConfigError):
     mapping key, e.g. `emails.unread: column "read_at" not found in table "messages"`."""
 
 
+class PgoutputError(DashcacheError, ValueError):
+    """A logical replication message (or an LSN's text) cannot be decoded: truncated, of an
+    unknown kind, or of a form the `pgoutput` protocol version 1 decoder does not read."""
+
+
+class XidOutOfRange(DashcacheError, ValueError):
+    """A transaction id cannot be widened to 64 bits: out of range, or its reference is not
+    within 2**31 after it."""
+
+
+class BadRow(DashcacheError, ValueError):
+    """A replicated row cannot become an event; `column` and `value` name what was refused, so
+    the change can be dead-lettered while the stream goes on."""
+
+    def __init__(self, message: str, column: str, value: object) -> None:
+        super().__init__(message)
+        self.column = column
+        self.value = value
+
+
+class CdcNotReady(DashcacheError):
+    """The database is not ready for the WAL source; the message names each missing piece with
+    its fix (`dashcache cdc check` prints it)."""
+
+
 class PublisherClosed(DashcacheError):
     """`publish` or `publish_many` was called on an `EventPublisher` after its `close()`; nothing
     was queued nor sent. Publish through a publisher that is open (make a new one, or use the

@@ -22,6 +22,7 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:counters`    | hash   | monotonic counters, e.g. `events.rejected`                 |
 | `P:v1:metrics`     | hash   | metric totals of every process (see shared/metrics.py)     |
 | `P:v1:cdc:status`  | hash   | the active WAL consumer's position, lag and id             |
+| `P:v1:cdc:lock`    | string | the one-consumer-per-slot lock: the active consumer's id (PX) |
 | `P:v1:series:N:M`  | string | one number of series N for the minute starting at M (EX 2 h) |
 | `P:beat:...`       | (many) | beat's schedule and leader lock (RedBeat), outside `v1`    |
 
@@ -182,6 +183,11 @@ class KeySchema:
     def cdc_status(self) -> str:
         """The hash the active WAL consumer writes its position, lag and id to."""
         return f"{self.prefix}:{SCHEMA}:cdc:status"
+
+    @property
+    def cdc_lock(self) -> str:
+        """The one-consumer-per-slot lock of the WAL consumers."""
+        return f"{self.prefix}:{SCHEMA}:cdc:lock"
 
     def series(self, name: str, minute: int) -> str:
         """One number of the per-minute series `name`; `minute` is the epoch second it starts."""

@@ -184,6 +184,30 @@ local function close_state(s)
   return raw
 end
 
+local function apply_unseen(states, changed, txid, before, after)
+  local kinds = {'agg', 'bd'}
+  for j = 1, 2 do
+    local s = states[j]
+    if s and touches(kinds[j], before, after) and not visible(s.snap, txid) then
+      apply(s, kinds[j], before, after)
+      changed[j] = true
+    end
+  end
+end
+
+local function write_back(k, states, changed)
+  local kinds, stale = {'agg', 'bd'}, {0, 0}
+  for j = 1, 2 do
+    if changed[j] then
+      redis.call('SET', KEYS[k + 1 + j], close_state(states[j]), 'KEEPTTL')
+      redis.call('SET', KEYS[k - 1 + j], render(states[j], kinds[j]), 'KEEPTTL')
+    elseif not states[j] and redis.call('EXISTS', KEYS[k - 1 + j]) == 1 then
+      stale[j] = 1
+    end
+  end
+  return stale
+end
+
 local function drift(old, s, kind)
   local fields = {}
   if kind == 'agg' then
@@ -202,7 +226,7 @@ local function drift(old, s, kind)
   return fields
 end
 """
-"""Lua functions both scripts use: 64-bit id comparison on decimal strings, visibility in a
+"""Lua functions the scripts share: 64-bit id comparison on decimal strings, visibility in a
 snapshot, parsing delta entries, applying them to a state, rendering a state as an envelope
 (the same JSON as Python's), and the drift between two states: the counts deltas maintain
 (totals, flags, every category both states know); the taxonomy itself comes only from recomputes."""

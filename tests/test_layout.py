@@ -7,7 +7,7 @@ from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[1] / "shared"
 """The library, installed as `dashcache` (worker/ and bench/ as `dashcache.worker`, `.bench`)."""
-ROOMS = ("reader", "events", "observe", "cli")
+ROOMS = ("reader", "events", "observe", "cdc", "cli")
 ENTRY_POINTS = {"dashcache.async_reader": "reader"}
 """Public modules at the top that re-export a room's names (the contract's import paths)."""
 
@@ -56,13 +56,14 @@ def test_shared_never_imports_the_worker_or_the_benchmarks() -> None:
 
 def test_no_import_runs_back_up() -> None:
     """The core imports no room; reader/, events/ and observe/ import only the core and
-    themselves; cli/ sits on top of them all."""
+    themselves; cdc/ the core and events/ (it makes their deltas); cli/ sits on top of them all."""
     allowed = {
         "core": {"core"},
         "reader": {"core", "reader"},
         "events": {"core", "events"},
         "observe": {"core", "observe"},
-        "cli": {"core", "cli", "reader", "events", "observe"},
+        "cdc": {"core", "events", "cdc"},
+        "cli": {"core", "cli", "reader", "events", "observe", "cdc"},
     }
     for path in SHARED.rglob("*.py"):
         module = module_of(path).removesuffix(".__init__")

@@ -15,6 +15,7 @@ import click
 from sqlalchemy import Engine
 
 from dashcache import clock
+from dashcache.cli.cdc import cdc
 from dashcache.cli.observe import health, metrics, stats, status
 from dashcache.cli.schema import refuse_on_mapped_schema, schema
 from dashcache.cli.support import EXIT_DIFFERENT, friendly_errors
@@ -44,6 +45,7 @@ main.add_command(health)
 main.add_command(metrics)
 main.add_command(status)
 main.add_command(schema)
+main.add_command(cdc)
 for command in entry_points(group="dashcache.commands"):
     main.add_command(command.load(), command.name)
 

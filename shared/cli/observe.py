@@ -13,6 +13,7 @@ from dashcache.cli.support import friendly_errors
 from dashcache.config import Settings
 from dashcache.db import make_engine
 from dashcache.keys import KeySchema
+from dashcache.observe.cdc import read_cdc
 from dashcache.observe.freshness import read_freshness
 from dashcache.observe.health import run_checks
 from dashcache.observe.prometheus import serve
@@ -42,6 +43,7 @@ def stats(settings: Settings, as_json: bool) -> None:
         body = report(
             read_totals(client, keys),
             read_freshness(client, keys, clock.now()),
+            read_cdc(client, keys),
             last_pass(client, keys),
         )
     finally:

@@ -1,7 +1,8 @@
 """Applying deltas in Redis: one script call updates every scope of a batch, each atomically.
 
 Per scope, each entry is logged under its identity (a second one with the same identity is a
-duplicate and changes nothing; one older than what the log was pruned to is late: every stored
+duplicate and changes nothing, as does one of a transaction the WAL source already applied in
+that scope, field `~w:<txid>`; one older than what the log was pruned to is late: every stored
 value saw it) and applied to each value whose snapshot did not see its transaction; the value's
 envelope is rendered again from its state, its TTL kept. No read of the database.
 A value that exists without a state (computed on SQLite, or by an older version) cannot take a
@@ -44,33 +45,21 @@ for k = 2, #KEYS, 5 do
     local txid, before_text, after_text = string.match(entry, '^(%d+)|([^|]*)|([^|]*)$')
     if horizon and lt(txid, horizon) then
       late = late + 1
+    elseif redis.call('HEXISTS', log, '~w:' .. txid) == 1 then
+      dups = dups + 1
     elseif redis.call('HSETNX', log, identity, txid .. '|' .. seq .. '|' .. before_text .. '|'
         .. after_text) == 0 then
       dups = dups + 1
     else
       applied = applied + 1
-      local before, after = parse_row(before_text), parse_row(after_text)
-      for j = 1, 2 do
-        local s = states[j]
-        if s and touches(kinds[j], before, after) and not visible(s.snap, txid) then
-          apply(s, kinds[j], before, after)
-          changed[j] = true
-        end
-      end
+      apply_unseen(states, changed, txid, parse_row(before_text), parse_row(after_text))
     end
   end
   a = a + 1 + 2 * n
   local stale = {0, 0}
   if applied > 0 then
     redis.call('EXPIRE', log, ARGV[1])
-    for j = 1, 2 do
-      if changed[j] then
-        redis.call('SET', KEYS[k + 1 + j], close_state(states[j]), 'KEEPTTL')
-        redis.call('SET', KEYS[k - 1 + j], render(states[j], kinds[j]), 'KEEPTTL')
-      elseif not states[j] and redis.call('EXISTS', KEYS[k - 1 + j]) == 1 then
-        stale[j] = 1
-      end
-    end
+    stale = write_back(k, states, changed)
   end
   out[#out + 1] = {applied, dups, late, stale[1], stale[2]}
 end
@@ -87,6 +76,18 @@ class Applied:
     duplicates: int = 0
     late: int = 0
     stale: set[Target] = field(default_factory=set)
+
+
+def scope_keys(keys: KeySchema, token: str) -> list[str]:
+    """The keys the apply scripts take per scope: both values, both states, the delta log."""
+    scope = parse_scope_token(token)
+    return [
+        keys.value(Kind.AGGREGATES, scope),
+        keys.value(Kind.BREAKDOWN, scope),
+        keys.state(Kind.AGGREGATES, scope),
+        keys.state(Kind.BREAKDOWN, scope),
+        keys.deltas(scope),
+    ]
 
 
 class DeltaApplier:
@@ -107,14 +108,7 @@ class DeltaApplier:
             keys: list[str] = [self.keys.seq]
             args: list[str | int] = [self.ttl_seconds]
             for token in tokens[start : start + SCOPES_PER_CALL]:
-                scope = parse_scope_token(token)
-                keys += [
-                    self.keys.value(Kind.AGGREGATES, scope),
-                    self.keys.value(Kind.BREAKDOWN, scope),
-                    self.keys.state(Kind.AGGREGATES, scope),
-                    self.keys.state(Kind.BREAKDOWN, scope),
-                    self.keys.deltas(scope),
-                ]
+                keys += scope_keys(self.keys, token)
                 entries = deltas[token]
                 args.append(len(entries))
                 for identity, entry in entries:

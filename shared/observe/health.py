@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashcache.config import Settings
 from dashcache.keys import KeySchema
 from dashcache.logging import redact
+from dashcache.observe.cdc import CdcStatus, read_cdc
 from dashcache.observe.freshness import Freshness, read_freshness
 from dashcache.observe.totals import read_totals
 
@@ -56,10 +57,26 @@ def freshness_check(freshness: Freshness, soft_age: int) -> Check:
     return Check("freshness", True, f"{scopes} scopes warmed, none older than {soft_age} s")
 
 
+def cdc_check(status: CdcStatus, now: datetime, max_lag: float) -> Check:
+    """The WAL consumer applies transactions within `max_lag` seconds of their commit and
+    reported within that long."""
+    silent = None if status.updated_at is None else (now - status.updated_at).total_seconds()
+    if silent is None or silent > max_lag:
+        return Check("cdc", False, f"no WAL consumer reported in the last {max_lag:g} s")
+    lag = status.lag_seconds
+    if lag is not None and lag > max_lag:
+        return Check(
+            "cdc", False, f"lag {lag:.3f} s, over DASHCACHE_CDC_MAX_LAG_SECONDS {max_lag:g}"
+        )
+    shown = "-" if lag is None else f"{lag:.3f} s"
+    return Check("cdc", True, f"slot {status.slot} at {status.confirmed_lsn}, lag {shown}")
+
+
 def run_checks(
     settings: Settings, client: redis.Redis, engine: Engine, now: datetime
 ) -> list[Check]:
-    """Every check, in order: redis, database, schedule, freshness."""
+    """Every check, in order: redis, database, schedule, freshness, and cdc when a WAL consumer
+    ever ran."""
     checks = []
     keys = KeySchema(settings.key_prefix)
     try:
@@ -75,6 +92,9 @@ def run_checks(
         checks.append(Check("redis", True, "answers"))
         checks.append(schedule_check(totals.last_scheduled_run, now, settings.refresh_seconds))
         checks.append(freshness_check(freshness, settings.soft_age))
+        cdc = read_cdc(client, keys)
+        if cdc is not None:
+            checks.append(cdc_check(cdc, now, settings.cdc_max_lag_seconds))
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -30,6 +30,7 @@ from dashcache.metrics import (
     RECOMPUTE_OUTCOMES,
     TRIGGERS,
 )
+from dashcache.observe.cdc import CDC_OPS, CdcStatus, read_cdc
 from dashcache.observe.freshness import Freshness, read_freshness
 from dashcache.observe.totals import Totals, read_totals
 
@@ -53,6 +54,7 @@ class DashcacheCollector(Collector):
             now = self.now()
             totals = read_totals(self.client, self.keys)
             freshness = read_freshness(self.client, self.keys, now)
+            cdc = read_cdc(self.client, self.keys)
         except redis.RedisError as error:
             log.warning("metrics.scrape_failed", error=f"{type(error).__name__}: {error}")
             up.add_metric([], 0)
@@ -62,6 +64,8 @@ class DashcacheCollector(Collector):
         yield up
         yield from _counters(totals)
         yield from _freshness(totals, freshness)
+        if cdc is not None:
+            yield from _cdc(cdc)
 
 
 def _counters(totals: Totals) -> Iterator[Metric]:
@@ -151,6 +155,27 @@ def _freshness(totals: Totals, freshness: Freshness) -> Iterator[Metric]:
         "Seconds since the oldest warmed value was computed",
         value=0.0 if oldest is None else oldest.age_seconds,
     )
+
+
+def _cdc(status: CdcStatus) -> Iterator[Metric]:
+    if status.lag_seconds is not None:
+        yield GaugeMetricFamily(
+            "dashcache_cdc_lag_seconds",
+            "Commit to applied, of the last transaction the WAL consumer applied",
+            value=status.lag_seconds,
+        )
+    if status.retained_bytes is not None:
+        yield GaugeMetricFamily(
+            "dashcache_cdc_retained_bytes",
+            "WAL the replication slot holds back (current WAL position - confirmed position)",
+            value=status.retained_bytes,
+        )
+    changes = CounterMetricFamily(
+        "dashcache_cdc_changes", "Replicated changes of the mapped tables, by kind", labels=["op"]
+    )
+    for op in CDC_OPS:
+        changes.add_metric([op], status.changes.get(op, 0))
+    yield changes
 
 
 def serve(client: redis.Redis, keys: KeySchema, port: int, addr: str) -> None:

@@ -13,15 +13,20 @@ from dashcache.metrics import (
     RECOMPUTE_OUTCOMES,
     TRIGGERS,
 )
+from dashcache.observe.cdc import CdcStatus
 from dashcache.observe.freshness import Freshness
 from dashcache.observe.totals import Totals
 
 
 def report(
-    totals: Totals, freshness: Freshness, last_pass: dict[str, Any] | None = None
+    totals: Totals,
+    freshness: Freshness,
+    cdc: CdcStatus | None = None,
+    last_pass: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every count (zeros included, so the shape is stable), the hit ratio, the ages, and the
-    last scheduled pass whose every shard finished (`dashcache.passes.last_pass`)."""
+    """Every count (zeros included, so the shape is stable), the hit ratio, the ages, the WAL
+    consumer's status (`cdc`: None when none ever ran) and the last scheduled pass whose every
+    shard finished (`dashcache.passes.last_pass`)."""
     now = freshness.now
     recomputes: dict[str, dict[str, Any]] = {}
     for trigger in TRIGGERS:
@@ -64,6 +69,7 @@ def report(
         "last_scheduled_run": None
         if last_run is None
         else {"at": last_run.isoformat(), "age_seconds": round(_age(now, last_run), 3)},
+        "cdc": None if cdc is None else cdc.body(),
         "last_pass": last_pass,
         "pass_scopes": {o: totals.pass_scopes.get(o, 0) for o in PASS_OUTCOMES},
     }
@@ -82,6 +88,7 @@ def render_table(body: dict[str, Any]) -> str:
     oldest = body["oldest"]
     last_run = body["last_scheduled_run"]
     events = ", ".join(f"{name} {count}" for name, count in body["events"].items())
+    cdc = body.get("cdc")
     drift = ", ".join(f"{name} {count}" for name, count in body["drift"].items())
     summary = [
         ["hit ratio", "-" if ratio is None else f"{ratio:.1%} of {body['lookups']} lookups"],
@@ -99,6 +106,13 @@ def render_table(body: dict[str, Any]) -> str:
             "never"
             if last_run is None
             else f"{last_run['at']}, {last_run['age_seconds']:.1f} s ago",
+        ],
+        [
+            "wal source",
+            "not running"
+            if cdc is None
+            else f"slot {cdc['slot']} at {cdc['confirmed_lsn']}, lag {cdc['lag_seconds']} s, "
+            f"{cdc['retained_bytes']} bytes retained, active {cdc['active_consumer']}",
         ],
         ["last pass", _pass_line(body.get("last_pass"))],
     ]

@@ -18,6 +18,7 @@ from dashcache.config import Settings
 from dashcache.keys import KeySchema
 from dashcache.logging import redact
 from dashcache.metrics import KIND_LABELS, RECOMPUTE_OUTCOMES
+from dashcache.observe.cdc import read_cdc
 from dashcache.observe.freshness import Freshness, read_freshness
 from dashcache.observe.report import report
 from dashcache.observe.totals import read_totals
@@ -37,7 +38,7 @@ def read_status(
     """Everything the page shows; raises `redis.RedisError` when the cache Redis fails."""
     keys = KeySchema(settings.key_prefix)
     freshness = read_freshness(client, keys, now)
-    body = report(read_totals(client, keys), freshness)
+    body = report(read_totals(client, keys), freshness, read_cdc(client, keys))
     minutes = chart_minutes(now)
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.cdc_status)

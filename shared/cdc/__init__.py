@@ -1,0 +1,1 @@
+"""Change data capture: every committed change of the mapped tables, from PostgreSQL's WAL."""
