@@ -25,8 +25,9 @@ from dashcache.recompute import RecomputeResult, recompute_every_scope
 from dashcache.store import RedisStore, Write, Written
 from dashcache.worker import tasks
 from dashcache.worker.app import app
-from dashcache.worker.runtime import reset_runtime
+from dashcache.worker.runtime import reset_runtime, runtime
 from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
+from tests.observe.test_health import invoke as invoke_cli
 from tests.processes import Process, celery_process
 
 ACCOUNTS = range(1, 11)
@@ -289,3 +290,29 @@ def test_idle_account_drops_out_and_rejoins_after_a_read(
     assert again["idle_dropped"] == 0
     stored = json.loads(redis_client.get(keys.value(Kind.BREAKDOWN, 2)) or b"{}")
     assert stored["generation"] == again["generation"]
+
+
+def test_stats_json_shows_the_last_pass(
+    pg: Engine, shard_settings: Settings, redis_client: redis.Redis, eager: None
+) -> None:
+    """`dashcache stats --json` has `last_pass` null before the first pass, then the contract's
+    fields with their types."""
+    seed(pg)
+    assert invoke(shard_settings, "stats", "--json")["last_pass"] is None
+    tasks.warm_all.apply().get()
+    runtime().metrics.flush()
+    body = invoke(shard_settings, "stats", "--json")
+    last = body["last_pass"]
+    assert set(last) == {"at", "duration_ms", "scopes", "shards", "idle_dropped", "generation"}
+    assert isinstance(last["at"], str)
+    assert isinstance(last["duration_ms"], float)
+    assert (last["scopes"], last["shards"], last["idle_dropped"]) == (11, 5, 0)
+    assert isinstance(last["generation"], int)
+    assert body["pass_scopes"] == {"warmed": 11, "idle_dropped": 0}
+
+
+def invoke(settings: Settings, *args: str) -> dict[str, Any]:
+    """The JSON a `dashcache` subcommand printed."""
+    result = invoke_cli(settings, *args)
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.output))
