@@ -8,7 +8,10 @@ of emails; then, in this process:
 - the pass: `recompute_every_scope` (stream, fold, fenced writes to Redis), median of repeats,
   and its ratio to the query;
 - its peak Python heap (`tracemalloc`, in one extra pass of its own, since tracing slows it);
-- the Redis memory of the values written (`MEMORY USAGE` of a sample).
+- the Redis memory of the values written (`MEMORY USAGE` of a sample), and with their delta
+  states, delta logs and warmed-set entry (`redis_bytes_per_scope_all`);
+- with `--workers N` (repeatable): the sharded pass across N real Celery workers, its wall time
+  and a worker's peak memory (dashcache.bench.scale_workers).
 
 Redis comes from REDIS_URL, under a key prefix of the run's own, deleted at the end.
 """
@@ -28,10 +31,11 @@ import click
 from dashcache import clock
 from dashcache.bench.dashcache import bytes_per_scope
 from dashcache.bench.database import BenchDatabase, bench_database
+from dashcache.bench.scale_workers import sharded_pass
 from dashcache.bench.shutdown import exits_on_sigterm
 from dashcache.bench.timing import ratio
 from dashcache.config import Settings
-from dashcache.keys import KeySchema
+from dashcache.keys import KeySchema, Kind
 from dashcache.recompute import recompute_every_scope, snapshot
 from dashcache.schema.tables import tables_of
 from dashcache.stats import streamed_every_scope_query
@@ -60,7 +64,23 @@ def query_only(database: BenchDatabase) -> None:
             pass
 
 
-def measure(settings: Settings, accounts: int, emails: int, repeats: int) -> dict[str, Any]:
+def scope_bytes(client: Any, keys: KeySchema, scopes: list[int]) -> float:
+    """Mean Redis MEMORY USAGE of every key of the given scopes: values, states, delta log."""
+    pipe = client.pipeline(transaction=False)
+    for scope in scopes:
+        for kind in Kind:
+            pipe.memory_usage(keys.value(kind, scope), samples=0)
+            pipe.memory_usage(keys.state(kind, scope), samples=0)
+        pipe.memory_usage(keys.deltas(scope), samples=0)
+    set_bytes = int(client.memory_usage(keys.scopes, samples=0) or 0)
+    warmed = max(int(client.scard(keys.scopes)), 1)
+    sizes = sum(int(size or 0) for size in pipe.execute())
+    return sizes / max(len(scopes), 1) + set_bytes / warmed
+
+
+def measure(
+    settings: Settings, accounts: int, emails: int, repeats: int, workers: tuple[int, ...] = ()
+) -> dict[str, Any]:
     """One account count: seed, then time the query and the pass."""
     client = make_redis(settings.redis_url, 5.0)
     store = RedisStore(client, KeySchema(f"bench-scale-{uuid.uuid4().hex[:8]}"), 3600)
@@ -80,6 +100,8 @@ def measure(settings: Settings, accounts: int, emails: int, repeats: int) -> dic
             tracemalloc.stop()
             sample = store.warmed_accounts()[:MEMORY_SAMPLE]
             per_scope = bytes_per_scope(client, store.keys, sample)
+            per_scope_all = scope_bytes(client, store.keys, sample)
+            by_workers = [sharded_pass(settings, database.url, count, repeats) for count in workers]
     finally:
         stale = list(client.scan_iter(f"{store.keys.prefix}:*", count=1000))
         if stale:
@@ -96,6 +118,13 @@ def measure(settings: Settings, accounts: int, emails: int, repeats: int) -> dic
         "pass_us_per_scope": round(pass_seconds / max(result.scopes, 1) * 1e6, 1),
         "peak_python_heap_mb": round(peak / 2**20, 1),
         "redis_bytes_per_scope": round(per_scope),
+        "redis_bytes_per_scope_all": round(per_scope_all),
+        **{f"pass_ms_{row['workers']}_workers": row["pass_ms"] for row in by_workers},
+        **{
+            f"worker_peak_rss_mb_{row['workers']}_workers": row["worker_peak_rss_mb"]
+            for row in by_workers
+        },
+        **({"shards": by_workers[0]["shards"]} if by_workers else {}),
     }
 
 
@@ -113,15 +142,21 @@ def table(rows: list[dict[str, Any]]) -> str:
     "--accounts", type=int, multiple=True, default=(1_000, 10_000, 100_000), show_default=True
 )
 @click.option("--repeats", type=int, default=3, show_default=True)
+@click.option(
+    "--workers",
+    type=int,
+    multiple=True,
+    help="Also time the sharded pass across this many Celery workers (repeatable).",
+)
 @exits_on_sigterm
-def main(emails: int, accounts: tuple[int, ...], repeats: int) -> None:
+def main(emails: int, accounts: tuple[int, ...], repeats: int, workers: tuple[int, ...]) -> None:
     """Print, per account count, the every-scope pass against the query alone (JSON, then a
     Markdown table). DATABASE_URL names the PostgreSQL server; the database is the bench's."""
     settings = Settings.from_env()
     rows = []
     for count in accounts:
         click.echo(f"{count:,} accounts, {emails:,} emails", err=True)
-        rows.append(measure(settings, count, emails, repeats))
+        rows.append(measure(settings, count, emails, repeats, workers))
     click.echo(json.dumps(rows, indent=2))
     click.echo(table(rows))
 

@@ -54,6 +54,8 @@ ENV_NAMES = {
     "DASHCACHE_CDC_MAX_LAG_SECONDS": "cdc_max_lag_seconds",
     "DASHCACHE_CDC_LOCK_SECONDS": "cdc_lock_seconds",
     "DASHCACHE_CDC_CHUNK_ROWS": "cdc_chunk_rows",
+    "DASHCACHE_SHARD_ACCOUNTS": "shard_accounts",
+    "DASHCACHE_IDLE_DAYS": "idle_days",
 }
 """Environment variable -> settings attribute."""
 
@@ -102,6 +104,10 @@ class Settings:
     """TTL of the one-consumer lock; a standby takes over at most this long after a death."""
     cdc_chunk_rows: int = 5000
     """Rows of one transaction applied per Redis round trip (bounds the consumer's memory)."""
+    shard_accounts: int = 10_000
+    """Account ids per shard of the scheduled pass (one `warm_shard` task each)."""
+    idle_days: int = 30
+    """Accounts whose dashboards nobody read for this many days drop out of the pass."""
 
     @property
     def soft_age(self) -> int:
@@ -188,6 +194,10 @@ class Settings:
             ),
             cdc_lock_seconds=_get(env, "DASHCACHE_CDC_LOCK_SECONDS", 10.0, float, _between(1, 30)),
             cdc_chunk_rows=_get(env, "DASHCACHE_CDC_CHUNK_ROWS", 5000, int, _between(1, 1_000_000)),
+            shard_accounts=_get(
+                env, "DASHCACHE_SHARD_ACCOUNTS", 10_000, int, _between(1, 100_000_000)
+            ),
+            idle_days=_get(env, "DASHCACHE_IDLE_DAYS", 30, int, _between(1, 3650)),
         )
         _check_together(settings)
         load_mapping(settings.schema_file)  # a malformed file stops here, naming its key

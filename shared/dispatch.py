@@ -15,6 +15,10 @@ from dashcache.config import Settings
 WARM_ALL = "dashcache.warm_all"
 """Recompute every scope in one pass (beat sends it to the schedule queue)."""
 
+WARM_SHARD = "dashcache.warm_shard"
+"""Recompute one shard of a scheduled pass: args `[generation, low, high]`, the account ids
+from `low` up to `high`, or the all-accounts scope when both are null (schedule queue)."""
+
 WARM_SCOPE = "dashcache.warm_scope"
 """Recompute one scope: args `[account_id]` (null for all accounts)."""
 

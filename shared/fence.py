@@ -6,8 +6,9 @@ reports drift from the stored state, and prunes the delta log (shared/maintained
 
 from dashcache.maintained import LUA_LIBRARY
 
-# KEYS: seq, scopes, then per write: value, state, scope's delta log.   ARGV: ttl, then per write:
-# generation, payload, scope token, state JSON ('' without a snapshot), kind.
+# KEYS: seq, scopes, then per write: value, state, scope's delta log.   ARGV: ttl, then per write
+# one argument, `generation\nscope token\nkind\nstate JSON\npayload` (state '' without a
+# snapshot; compact JSON never holds a raw newline), half the arguments to encode and send.
 # Returns per write {1 written or 0 fenced, drift fields}. A stored generation above the counter
 # means the counter was lost (Redis restarted with values restored): the write is accepted and
 # the counter raised past it, so ordering holds again from the next ticket on.
@@ -17,19 +18,33 @@ from dashcache.maintained import LUA_LIBRARY
 # is returned (none while the log's `~u:<kind>` says a published change reached the value without
 # a delta: the difference is that change; a write whose ticket is newer than the mark clears it),
 # and the log is pruned of deltas every stored state of the scope sees.
+# The counts of a state as text: from its first count field to the end. Python writes every state
+# with the counts last (shared/maintained.py), and keeps a state's text as it is unless deltas
+# change it; two states with the same counts text hold the same counts (a key inside JSON is never
+# part of a string), so the pass's usual write (no deltas, nothing drifted) decodes no JSON.
+COUNTS_LUA = """
+local function counts_of(raw, kind)
+  local at = string.find(raw, kind == 'agg' and ',"n":' or ',"max":', 1, true)
+  return at and string.sub(raw, at) or raw
+end
+"""
+
 FENCED_WRITE_SCRIPT = (
     LUA_LIBRARY
+    + COUNTS_LUA
     + """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ttl = ARGV[1]
 local out = {}
+local added = nil
 for i = 3, #KEYS, 3 do
-  local base = (i - 3) / 3 * 5 + 2
-  local generation = tonumber(ARGV[base])
-  local payload, kind, state_raw = ARGV[base + 1], ARGV[base + 4], ARGV[base + 3]
+  local g, token, kind, state_raw, payload = string.match(
+    ARGV[(i - 3) / 3 + 2], '^(%d+)\\n([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+  local generation = tonumber(g)
   local accept = 1
   local fields = {}
-  local current = redis.call('GET', KEYS[i])
+  local got = redis.call('MGET', KEYS[i], KEYS[i + 1])
+  local current, old_raw = got[1], got[2]
   if current then
     local stored = tonumber(string.match(current, '^{"generation":(%d+),'))
     if not stored then
@@ -46,15 +61,19 @@ for i = 3, #KEYS, 3 do
   local log = KEYS[i + 2]
   local s = nil
   if accept == 1 and state_raw ~= '' then
-    s = open_state(state_raw, kind)
-    local old_raw = redis.call('GET', KEYS[i + 1])
-    local horizon = redis.call('HGET', log, '~h')
-    if horizon and old_raw and lt(s.snap[1], horizon) then accept = 0 end
+    local xmin = string.match(state_raw, '"snap":%["(%d+)"')
+    local entries = redis.call('HGETALL', log)
+    local meta = {}
+    for j = 1, #entries, 2 do
+      if string.sub(entries[j], 1, 1) == '~' then meta[entries[j]] = entries[j + 1] end
+    end
+    local horizon = meta['~h']
+    if horizon and old_raw and lt(xmin, horizon) then accept = 0 end
     if accept == 1 then
-      local entries = redis.call('HGETALL', log)
       local changed = false
       for j = 1, #entries, 2 do
         if string.sub(entries[j], 1, 1) ~= '~' then
+          s = s or open_state(state_raw, kind)
           local txid, logged, before, after = parse_entry(entries[j + 1])
           if not visible(s.snap, txid) then
             if logged < generation and not lt(txid, s.snap[2]) then
@@ -67,17 +86,20 @@ for i = 3, #KEYS, 3 do
         end
       end
       if changed then payload = render(s, kind) end
-      local expected = redis.call('HGET', log, '~u:' .. kind)
+      local expected = meta['~u:' .. kind]
       if expected and generation > tonumber(expected) then
         redis.call('HDEL', log, '~u:' .. kind)
       end
-      if old_raw and not expected then
+      local same = not changed and counts_of(old_raw or '', kind) == counts_of(state_raw, kind)
+      if old_raw and not expected and not same then
+        s = s or open_state(state_raw, kind)
         local old = open_state(old_raw, kind)
         if old then fields = drift(old, s, kind) end
       end
-      redis.call('SET', KEYS[i + 1], close_state(s), 'EX', ttl)
-      redis.call('HSET', log, '~x:' .. kind, s.snap[1])
-      local marks = redis.call('HMGET', log, '~x:agg', '~x:bd')
+      redis.call('SET', KEYS[i + 1], changed and close_state(s) or state_raw, 'EX', ttl)
+      meta['~x:' .. kind] = xmin
+      local marks = {meta['~x:agg'], meta['~x:bd']}
+      local pruned = nil
       if marks[1] and marks[2] then
         local low = lt(marks[1], marks[2]) and marks[1] or marks[2]
         if not horizon or lt(horizon, low) then
@@ -85,8 +107,13 @@ for i = 3, #KEYS, 3 do
             local txid = string.match(entries[j + 1], '^(%d+)|')
             if txid and lt(txid, low) then redis.call('HDEL', log, entries[j]) end
           end
-          redis.call('HSET', log, '~h', low)
+          pruned = low
         end
+      end
+      if pruned then
+        redis.call('HSET', log, '~x:' .. kind, xmin, '~h', pruned)
+      else
+        redis.call('HSET', log, '~x:' .. kind, xmin)
       end
       redis.call('EXPIRE', log, ttl)
     end
@@ -95,7 +122,10 @@ for i = 3, #KEYS, 3 do
   end
   if accept == 1 then
     redis.call('SET', KEYS[i], payload, 'EX', ttl)
-    redis.call('SADD', KEYS[2], ARGV[base + 2])
+    if token ~= added then
+      redis.call('SADD', KEYS[2], token)
+      added = token
+    end
   end
   out[#out + 1] = {accept, fields}
 end

@@ -203,6 +203,25 @@ class KeySchema:
         """Prefix of beat's schedule and leader lock (RedBeat's `redbeat_key_prefix`)."""
         return f"{self.prefix}:beat:"
 
+    def shard_marker(self, shard: str) -> str:
+        """String: the pass whose shard `shard` (its first account id, or `all`) is queued or
+        running; a later pass does not send that shard again while it exists."""
+        return f"{self.prefix}:{SCHEMA}:pass:shard:{shard}"
+
+    def pass_progress(self, generation: int) -> str:
+        """Hash: one scheduled pass's shards sent and done, scopes warmed, start time."""
+        return f"{self.prefix}:{SCHEMA}:pass:{generation}"
+
+    @property
+    def reads(self) -> str:
+        """Sorted set: account id -> unix time its dashboard was last read (dashcache.reads)."""
+        return f"{self.prefix}:{SCHEMA}:reads"
+
+    @property
+    def last_pass(self) -> str:
+        """String (JSON): the last scheduled pass whose every shard finished."""
+        return f"{self.prefix}:{SCHEMA}:pass:last"
+
     def lock(self, account_id: Scope) -> str:
         """The single-flight lock of a scope: one reader computes both kinds of it."""
         return f"{self.prefix}:{SCHEMA}:lock:{scope_token(account_id)}"

@@ -24,9 +24,10 @@ drift. Rendering a value from its state gives the same JSON data as
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
+from dashcache import codec
 from dashcache.keys import Kind
 from dashcache.snapshots import Snapshot
 from dashcache.stats import WEEK, ScopeStats
@@ -46,25 +47,41 @@ def state_json(
     counted = stats.counted
     if counted is None:
         raise ValueError("stats without their counts cannot seed a delta-maintained state")
-    body: dict[str, object] = {
-        "g": generation,
-        "at": computed_at.isoformat(),
-        "snap": snapshot.wire(),
-    }
+    at, win = moment_texts(computed_at)
+    body: dict[str, object] = {"g": generation, "at": at, "snap": snapshot_wire(snapshot)}
     if kind is Kind.AGGREGATES:
         c = counted.counts
-        window = (computed_at - 2 * WEEK, computed_at - WEEK)
-        body["win"] = [str(micros(moment)) for moment in window]
+        body["win"] = win
         body["n"] = [c.total, c.auto_labeled, c.unread, c.this_week, c.previous_week]
         body["cc"] = stats.aggregates["categories_count"]
     else:
         body["max"] = stats.limit
+        by_category = counted.by_category
         body["c"] = [
-            [cid, json.dumps(name, ensure_ascii=False), counted.by_category.get(cid, 0)]
-            for cid, name in stats.taxonomy
+            [cid, name_json(name), by_category.get(cid, 0)] for cid, name in stats.taxonomy
         ]
         body["u"] = {}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return codec.dumps(body).decode()
+
+
+@lru_cache(maxsize=64)
+def moment_texts(computed_at: datetime) -> tuple[str, list[str]]:
+    """A state's `at` and `win` for one computation time (shared by every value of a pass)."""
+    window = (computed_at - 2 * WEEK, computed_at - WEEK)
+    return computed_at.isoformat(), [str(micros(moment)) for moment in window]
+
+
+@lru_cache(maxsize=64)
+def snapshot_wire(snapshot: Snapshot) -> list[object]:
+    """`snapshot.wire()`, computed once per snapshot (every value of a pass shares one)."""
+    return snapshot.wire()
+
+
+@lru_cache(maxsize=4096)
+def name_json(name: str) -> str:
+    """A category's name as JSON text, as the envelope holds it (the taxonomy repeats in every
+    breakdown state, so each name is encoded once)."""
+    return codec.dumps(name).decode()
 
 
 LUA_LIBRARY = r"""

@@ -20,6 +20,8 @@ Hash fields of `P:v1:metrics` (label values in the sets below):
     fenced_writes:<trigger>                 values the generation fence rejected
     events:<event outcome>                  mutation events by what became of them
     drift:<kind>:<trigger>                  values a recompute found wrong and repaired
+    pass:warmed, pass:idle_dropped          scopes the scheduled pass's shards warmed, and left
+                                            out as idle (dashcache.reads)
     last_scheduled_run                      unix time of the last successful scheduled run
 
 The same flush adds the minute's event counts to the per-minute series
@@ -79,6 +81,8 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 """Upper bounds (seconds) of the recompute duration histogram; `inf` follows the last."""
 BUCKET_LABELS = (*(repr(bound) for bound in BUCKETS), "inf")
 LAST_SCHEDULED_RUN = "last_scheduled_run"
+PASS_OUTCOMES = ("warmed", "idle_dropped")
+"""What became of the scopes the scheduled pass met (`pass:<outcome>` fields)."""
 SERIES_SECONDS = 7200
 """Lifetime of a per-minute series key: two hours, so the last hour is always complete."""
 SERIES_SOURCES = {
@@ -173,6 +177,11 @@ class Metrics:
                 trigger=trigger,
             )
             self.record_drift(each.kind, trigger)
+
+    def record_pass_shard(self, warmed: int, idle_dropped: int) -> None:
+        """Count the scopes a shard of the scheduled pass warmed, and those it dropped as idle."""
+        self._add("pass:warmed", warmed)
+        self._add("pass:idle_dropped", idle_dropped)
 
     def record_scheduled_run(self, finished_at: datetime) -> None:
         """Note a successful scheduled recompute (health checks how long ago the last one was)."""

@@ -16,8 +16,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dashcache import clock
-from dashcache.keys import Kind, Scope
+from dashcache.keys import Kind, Scope, scope_token
 from dashcache.maintained import state_json
+from dashcache.reads import ReadMarks
 from dashcache.snapshots import Snapshot, current_snapshot
 from dashcache.stats import ScopeStats, compute_accounts, compute_scope, stream_every_scope
 from dashcache.store import Drift, Envelope, RedisStore, Write, Written
@@ -43,6 +44,7 @@ class RecomputeResult:
     scopes: int
     snapshot: Snapshot | None = None
     drift: tuple[Drift, ...] = ()
+    idle_dropped: int = 0
 
     @property
     def outcome(self) -> Literal["written", "fenced"]:
@@ -55,11 +57,13 @@ class RecomputeResult:
 
     def write(self, kind: Kind, account_id: Scope) -> Write:
         """The fenced write of one key, with its delta state when read in a snapshot."""
+        stats = self.stats[account_id]
         state = None
         if self.snapshot is not None:
-            stats = self.stats[account_id]
             state = state_json(kind, stats, self.generation, self.computed_at, self.snapshot)
-        return Write(kind, account_id, self.envelope(kind, account_id), state)
+        # The breakdown's (name, count) tuples as they are: they serialize as `to_data`'s pairs.
+        data = stats.aggregates if kind is Kind.AGGREGATES else stats.breakdown
+        return Write(kind, account_id, Envelope(data, self.computed_at, self.generation), state)
 
     def writes(self, kinds: tuple[Kind, ...] = ALL_KINDS) -> list[Write]:
         """The fenced writes of the given kinds of every scope computed."""
@@ -95,9 +99,11 @@ def recompute_scope(
     account_id: Scope,
     max_breakdown: int,
     kinds: tuple[Kind, ...] = ALL_KINDS,
+    generation: int | None = None,
 ) -> RecomputeResult:
-    """Recompute one scope's values of the given kinds and write them through the fence."""
-    generation = store.take_ticket()
+    """Recompute one scope's values of the given kinds and write them through the fence; with
+    the `generation` of a ticket taken before (a pass's shard), else a ticket of its own."""
+    generation = store.take_ticket() if generation is None else generation
     return write_result(
         store, compute_unwritten(engine, account_id, max_breakdown, generation), kinds
     )
@@ -108,25 +114,46 @@ def recompute_every_scope(
     store: RedisStore,
     max_breakdown: int,
     kinds: tuple[Kind, ...] = ALL_KINDS,
+    accounts: range | None = None,
+    generation: int | None = None,
+    reads: ReadMarks | None = None,
 ) -> RecomputeResult:
     """Recompute every scope in one grouped pass, writing each batch of accounts as it is folded
     (memory stays bounded) and the all-accounts scope last; scopes warmed before but now empty
-    get zeros."""
-    generation = store.take_ticket()
+    get zeros. With `accounts` (a shard of the scheduled pass), only the account ids in that
+    range, without the all-accounts scope, and `generation` the ticket its pass took before
+    sending it (every read of the pass happens after it, as the fence requires). With `reads`,
+    accounts nobody read for the idle period are left out (and counted), see dashcache.reads."""
+    generation = store.take_ticket() if generation is None else generation
     now = clock.now()
-    known = store.warmed_accounts()
-    written = fenced = scopes = 0
+    known = store.warmed_accounts() if accounts is None else warmed_among(store, accounts)
+    written = fenced = scopes = idle = 0
     drift: list[Drift] = []
     with snapshot(engine) as session:
         seen = current_snapshot(session)
-        for batch in stream_every_scope(session, now, max_breakdown, include=known):
+        batches = stream_every_scope(session, now, max_breakdown, include=known, accounts=accounts)
+        for folded in batches:
+            batch, dropped = (folded, 0) if reads is None else reads.keep_read(folded, now)
+            idle += dropped
             computed = RecomputeResult(generation, now, batch, 0, 0, len(batch), seen)
             part = write_result(store, computed, kinds)
             written += part.written
             fenced += part.fenced
             scopes += part.scopes
             drift += part.drift
-    return RecomputeResult(generation, now, {}, written, fenced, scopes, seen, tuple(drift))
+    return RecomputeResult(
+        generation, now, {}, written, fenced, scopes, seen, tuple(drift), idle_dropped=idle
+    )
+
+
+def warmed_among(store: RedisStore, accounts: range) -> list[int]:
+    """The account ids of a shard's range warmed before: one SMISMEMBER of the range's ids, so a
+    shard's cost follows its own size, not the number of warmed scopes."""
+    if not accounts:
+        return []
+    tokens = [scope_token(account_id) for account_id in accounts]
+    flags = store.client.smismember(store.keys.scopes, tokens)
+    return [account_id for account_id, flag in zip(accounts, flags, strict=True) if flag]
 
 
 def recompute_accounts(

@@ -184,16 +184,22 @@ def stream_every_scope(
     max_breakdown: int,
     include: Iterable[int] = (),
     batch_scopes: int = BATCH_SCOPES,
+    accounts: range | None = None,
 ) -> Iterator[dict[Scope, ScopeStats]]:
     """Every number of every account with emails, then of all accounts: one grouped pass.
 
     The rows stream in account order (a server-side cursor on PostgreSQL) and come out folded,
     `batch_scopes` accounts at a time, so memory stays bounded however many accounts there are.
     The last batch holds the all-accounts scope (None) and the accounts in `include` (scopes
-    warmed before) that have no emails left, with zeros.
+    warmed before) that have no emails left, with zeros. With `accounts` (a shard), only the
+    account ids in that range are read, and the all-accounts scope is left out.
     """
     folder = Folder(load_categories(session), max_breakdown)
-    rows = session.connection().execute(streamed_every_scope_query(tables_of(session), now))
+    tables = tables_of(session)
+    query = streamed_every_scope_query(tables, now)
+    if accounts is not None:
+        query = query.where(*tables.range_filter(accounts.start, accounts.stop))
+    rows = session.connection().execute(query)
     every = Tally()
     emptied = set(include)
     batch: dict[Scope, ScopeStats] = {}
@@ -207,8 +213,10 @@ def stream_every_scope(
             batch = {}
     for account_id in sorted(emptied):
         batch[account_id] = folder.stats(Tally())
-    batch[None] = folder.stats(every)
-    yield batch
+    if accounts is None:
+        batch[None] = folder.stats(every)
+    if batch:
+        yield batch
 
 
 def compute_every_scope(

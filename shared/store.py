@@ -118,8 +118,9 @@ class FencedWritePlan:
                     keys.state(item.kind, item.account_id),
                     keys.deltas(item.account_id),
                 ]
-                token = scope_token(item.account_id)
-                args += [item.envelope.generation, payload, token, item.state or "", item.kind]
+                head = f"{item.envelope.generation}\n{scope_token(item.account_id)}\n"
+                head += f"{item.kind.value}\n{item.state or ''}\n"
+                args.append(head.encode() + payload)
             calls.append((chunk_keys, args))
         return cls(writes, [index for index, _ in accepted], calls, keys)
 

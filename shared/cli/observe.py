@@ -20,6 +20,7 @@ from dashcache.observe.prometheus import serve
 from dashcache.observe.report import render_table, report
 from dashcache.observe.statusserver import serve as serve_status
 from dashcache.observe.totals import read_totals
+from dashcache.passes import last_pass
 from dashcache.store import make_redis
 
 EXIT_UNHEALTHY = 1
@@ -43,6 +44,7 @@ def stats(settings: Settings, as_json: bool) -> None:
             read_totals(client, keys),
             read_freshness(client, keys, clock.now()),
             read_cdc(client, keys),
+            last_pass(client, keys),
         )
     finally:
         client.close()

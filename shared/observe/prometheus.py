@@ -25,6 +25,7 @@ from dashcache.logging import get_logger
 from dashcache.metrics import (
     EVENT_OUTCOMES,
     KIND_LABELS,
+    PASS_OUTCOMES,
     READ_OUTCOMES,
     RECOMPUTE_OUTCOMES,
     TRIGGERS,
@@ -115,6 +116,14 @@ def _counters(totals: Totals) -> Iterator[Metric]:
         for kind in KIND_LABELS.values():
             drift.add_metric([kind, trigger], by_kind.get(kind, 0))
     yield drift
+    passes = CounterMetricFamily(
+        "dashcache_pass_scopes",
+        "Scopes the scheduled pass warmed, and dropped as idle (nobody read them in the idle days)",
+        labels=["outcome"],
+    )
+    for what in PASS_OUTCOMES:
+        passes.add_metric([what], totals.pass_scopes.get(what, 0))
+    yield passes
 
 
 def _freshness(totals: Totals, freshness: Freshness) -> Iterator[Metric]:

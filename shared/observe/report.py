@@ -8,6 +8,7 @@ from typing import Any
 from dashcache.metrics import (
     EVENT_OUTCOMES,
     KIND_LABELS,
+    PASS_OUTCOMES,
     READ_OUTCOMES,
     RECOMPUTE_OUTCOMES,
     TRIGGERS,
@@ -17,9 +18,15 @@ from dashcache.observe.freshness import Freshness
 from dashcache.observe.totals import Totals
 
 
-def report(totals: Totals, freshness: Freshness, cdc: CdcStatus | None = None) -> dict[str, Any]:
-    """Every count (zeros included, so the shape is stable), the hit ratio, the ages and the WAL
-    consumer's status (`cdc`: None when none ever ran)."""
+def report(
+    totals: Totals,
+    freshness: Freshness,
+    cdc: CdcStatus | None = None,
+    last_pass: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every count (zeros included, so the shape is stable), the hit ratio, the ages, the WAL
+    consumer's status (`cdc`: None when none ever ran) and the last scheduled pass whose every
+    shard finished (`dashcache.passes.last_pass`)."""
     now = freshness.now
     recomputes: dict[str, dict[str, Any]] = {}
     for trigger in TRIGGERS:
@@ -63,6 +70,8 @@ def report(totals: Totals, freshness: Freshness, cdc: CdcStatus | None = None) -
         if last_run is None
         else {"at": last_run.isoformat(), "age_seconds": round(_age(now, last_run), 3)},
         "cdc": None if cdc is None else cdc.body(),
+        "last_pass": last_pass,
+        "pass_scopes": {o: totals.pass_scopes.get(o, 0) for o in PASS_OUTCOMES},
     }
 
 
@@ -105,8 +114,19 @@ def render_table(body: dict[str, Any]) -> str:
             else f"slot {cdc['slot']} at {cdc['confirmed_lsn']}, lag {cdc['lag_seconds']} s, "
             f"{cdc['retained_bytes']} bytes retained, active {cdc['active_consumer']}",
         ],
+        ["last pass", _pass_line(body.get("last_pass"))],
     ]
     return "\n\n".join([_columns(reads), _columns(recomputes), _columns(summary, numbers=False)])
+
+
+def _pass_line(last: dict[str, Any] | None) -> str:
+    """The last scheduled pass in one line."""
+    if last is None:
+        return "never"
+    return (
+        f"{last['at']}: {last['scopes']} scopes in {last['shards']} shards, "
+        f"{last['duration_ms'] / 1000:.1f} s, {last['idle_dropped']} idle dropped"
+    )
 
 
 def _columns(rows: list[list[str]], numbers: bool = True) -> str:

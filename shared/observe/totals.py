@@ -49,6 +49,8 @@ class Totals:
     """outcome -> events."""
     last_scheduled_run: datetime | None
     drift_by_trigger: dict[str, dict[str, int]] = field(default_factory=dict)
+    pass_scopes: dict[str, int] = field(default_factory=dict)
+    """Scopes the scheduled pass's shards warmed (`warmed`) and dropped as idle (`idle_dropped`)."""
     """trigger -> kind -> values a recompute found wrong and repaired."""
 
     @property
@@ -88,6 +90,7 @@ def parse_totals(fields: dict[bytes, bytes]) -> Totals:
     events: dict[str, int] = {}
     drift: dict[str, dict[str, int]] = {}
     last_run: datetime | None = None
+    passes: dict[str, int] = {}
     for raw_name, raw_value in fields.items():
         name, value = raw_name.decode(), raw_value.decode()
         parts = name.split(":")
@@ -110,13 +113,15 @@ def parse_totals(fields: dict[bytes, bytes]) -> Totals:
             case ["drift", kind]:  # written before drift had a trigger: the scheduled pass
                 by_kind = drift.setdefault("schedule", {})
                 by_kind[kind] = by_kind.get(kind, 0) + int(value)
+            case ["pass", what]:
+                passes[what] = int(value)
             case [single] if single == LAST_SCHEDULED_RUN:
                 last_run = datetime.fromtimestamp(float(value), UTC)
     durations = {
         trigger: Durations(buckets.get(trigger, {}), sums.get(trigger, 0.0))
         for trigger in buckets.keys() | sums.keys()
     }
-    return Totals(reads, recomputes, durations, fenced, events, last_run, drift)
+    return Totals(reads, recomputes, durations, fenced, events, last_run, drift, passes)
 
 
 def read_totals(client: redis.Redis, keys: KeySchema) -> Totals:

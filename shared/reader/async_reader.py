@@ -31,6 +31,7 @@ from redis import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from dashcache import clock
 from dashcache.config import Settings
 from dashcache.keys import KeySchema, Kind, Scope, check_read_options
 from dashcache.metrics import Metrics, RecomputeOutcome, metrics_for
@@ -55,6 +56,7 @@ from dashcache.reader.rules import (
     usable,
 )
 from dashcache.reader.throttle import ThrottledLog
+from dashcache.reads import read_mark
 from dashcache.recompute import compute_unwritten
 
 
@@ -256,6 +258,10 @@ class AsyncDashboardReader:
             try:
                 result = await self.store.write_result(result)
                 outcome = result.outcome
+                if source == "fallback" and account_id is not None:
+                    # A miss: the account is read again (dashcache.reads); not on the hit path.
+                    mark = read_mark(account_id, clock.now())
+                    await self.store.client.zadd(self.store.keys.reads, mark)
             except RedisError as error:
                 self.redis.failed(error)
         duration = time.perf_counter() - started

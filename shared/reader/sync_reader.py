@@ -35,6 +35,7 @@ from redis import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from dashcache import clock
 from dashcache.config import Settings
 from dashcache.keys import KeySchema, Kind, Scope, check_read_options
 from dashcache.metrics import Metrics, RecomputeOutcome, metrics_for
@@ -58,6 +59,7 @@ from dashcache.reader.rules import (
 from dashcache.reader.singleflight import SingleFlight
 from dashcache.reader.slots import ComputeSlots
 from dashcache.reader.throttle import ThrottledLog
+from dashcache.reads import read_mark
 from dashcache.recompute import compute_unwritten, write_result
 from dashcache.store import RedisStore, make_redis
 
@@ -212,6 +214,11 @@ class DashboardReader:
             try:
                 result = write_result(self.store, result)
                 outcome = result.outcome
+                if source == "fallback" and account_id is not None:
+                    # A miss: the account is read again (dashcache.reads); not on the hit path.
+                    self.store.client.zadd(
+                        self.store.keys.reads, read_mark(account_id, clock.now())
+                    )
             except RedisError as error:
                 self.redis.failed(error)
         duration = time.perf_counter() - started

@@ -61,6 +61,12 @@ class MappedTables:
             raise InvalidArgument(single_tenant_problem(account_id))
         return [self.account == account_id]
 
+    def range_filter(self, low: int, high: int) -> list[ColumnElement[bool]]:
+        """The WHERE conditions of the account ids from `low` up to, not including, `high`."""
+        if self.account is None:
+            raise InvalidArgument(single_tenant_problem(low))
+        return [self.account >= low, self.account < high]
+
     def accounts_filter(self, account_ids: list[int]) -> ColumnElement[bool]:
         """The WHERE condition of some accounts."""
         if self.account is None:

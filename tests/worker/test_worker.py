@@ -13,7 +13,7 @@ import redis
 from sqlalchemy import Engine
 
 from dashcache.config import Settings
-from dashcache.dispatch import WARM_ALL, TaskSender
+from dashcache.dispatch import WARM_ALL, WARM_SHARD, TaskSender
 from dashcache.keys import KeySchema, Kind
 from dashcache.worker.schedule import beat_schedule
 from tests.helpers import NOW, Row, add_categories, add_emails
@@ -64,7 +64,8 @@ def test_worker_warms_at_start(settings: Settings, pg: Engine, redis_client: red
 def test_real_worker_consumes_warm_task(
     settings: Settings, pg: Engine, redis_client: redis.Redis
 ) -> None:
-    """A warm_all task sent over the broker is consumed and every scope's keys hold the truth."""
+    """A warm_all task sent over the broker is consumed, its shards run (the last one logs the
+    pass), and every scope's keys hold the truth, all of the pass's generation."""
     add_categories(pg, ["work", "news"])
     keys = KeySchema(settings.key_prefix)
     with worker_process(settings) as worker:
@@ -85,8 +86,10 @@ def test_real_worker_consumes_warm_task(
         finished = [json.loads(line) for line in worker.lines_with("recompute.finished", 2)]
     assert everything["data"]["total_emails"] == 3
     assert everything["data"]["unread_count"] == 2
-    assert everything["generation"] == account_two["generation"]
-    assert all(line["task_name"] == WARM_ALL and line["outcome"] == "written" for line in finished)
+    assert account_two["data"] == [["news", 2], ["work", 0]]
+    assert all(
+        line["task_name"] == WARM_SHARD and line["outcome"] == "written" for line in finished
+    )
     assert all({"task_id", "scope", "duration_ms"} <= line.keys() for line in finished)
 
 

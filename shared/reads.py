@@ -1,0 +1,68 @@
+"""Which accounts' dashboards are read: the scheduled pass warms only those.
+
+`P:v1:reads` is a sorted set: account id -> unix time its dashboard was last read, as far as the
+cache can tell without touching the readers' hit path. A read is marked where it already costs a
+database query: a reader's fallback (a miss) and the refresh a stale read asks for
+(`warm_scope`). An account read only through hits is not marked, so after `DASHCACHE_IDLE_DAYS`
+it drops out of the pass; its values then age past the soft age within minutes, the next read
+is served stale and asks a refresh, which marks it and it rejoins the next pass. A pass meeting
+an account with no mark (new, or from before this key existed) marks it, so every account gets
+the full idle period before it can be dropped.
+
+A dropped account's scope leaves the warmed set and its values are no longer rewritten, so they
+expire after their TTL; events keep updating them until then (deltas and event recomputes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TypeVar
+
+import redis
+
+from dashcache.keys import KeySchema, Scope, scope_token
+
+DAY = 86400
+V = TypeVar("V")
+
+
+def read_mark(account_id: int, now: datetime) -> dict[str, float]:
+    """The `reads` member and score noting a read of `account_id` at `now` (ZADD mapping)."""
+    return {str(account_id): now.timestamp()}
+
+
+class ReadMarks:
+    """The last-read marks of accounts, and the idle ones a pass drops."""
+
+    def __init__(self, client: redis.Redis, keys: KeySchema, idle_days: int) -> None:
+        self.client = client
+        self.keys = keys
+        self.idle_seconds = idle_days * DAY
+
+    def mark(self, account_id: Scope, now: datetime) -> None:
+        """Note a read of `account_id`'s dashboard (the all-accounts scope is never idle)."""
+        if account_id is not None:
+            self.client.zadd(self.keys.reads, read_mark(account_id, now))
+
+    def keep_read(self, batch: Mapping[Scope, V], now: datetime) -> tuple[dict[Scope, V], int]:
+        """`batch` without its idle accounts, and how many it dropped: one ZMSCORE, plus a
+        ZADD of the accounts never marked and an SREM of the dropped ones' scopes."""
+        ids = [account_id for account_id in batch if account_id is not None]
+        if not ids:
+            return dict(batch), 0
+        scores = self.client.zmscore(self.keys.reads, [str(i) for i in ids])
+        moment = now.timestamp()
+        cutoff = moment - self.idle_seconds
+        unmarked = {str(i): moment for i, score in zip(ids, scores, strict=True) if score is None}
+        idle = {
+            i for i, score in zip(ids, scores, strict=True) if score is not None and score < cutoff
+        }
+        pipe = self.client.pipeline(transaction=False)
+        if unmarked:
+            pipe.zadd(self.keys.reads, unmarked, nx=True)
+        if idle:
+            pipe.srem(self.keys.scopes, *(scope_token(i) for i in idle))
+        pipe.execute()
+        kept = {scope: value for scope, value in batch.items() if scope not in idle}
+        return kept, len(idle)
