@@ -48,7 +48,7 @@ import redis
 from dashcache import clock
 from dashcache.config import Settings
 from dashcache.errors import InvalidArgument
-from dashcache.keys import KeySchema, Kind
+from dashcache.keys import KeySchema, Kind, Scope
 from dashcache.logging import get_logger
 from dashcache.store import Drift, make_redis
 
@@ -67,6 +67,11 @@ _READ_FIELDS = {
     for outcome in READ_OUTCOMES
 }
 """The counter field of each read; looked up, not formatted, on every hit."""
+_HIT_FIELDS = {kind: _READ_FIELDS[(kind, "hit")] for kind in KIND_LABELS}
+READ_MARK_SECONDS = 3600.0
+"""A process notes an account read by hits in `P:v1:reads` at most once an hour."""
+MARKED_ACCOUNTS = 100_000
+"""Accounts whose last mark a process remembers (forgotten all at once past it)."""
 TRIGGERS: tuple[Trigger, ...] = ("schedule", "event", "fallback", "fresh")
 RECOMPUTE_OUTCOMES: tuple[RecomputeOutcome, ...] = ("written", "fenced", "error")
 EVENT_OUTCOMES: tuple[EventOutcome, ...] = (
@@ -119,6 +124,8 @@ class Metrics:
         self._counts: Counter[str] = Counter()
         self._sums: defaultdict[str, float] = defaultdict(float)
         self._last_run = 0.0
+        self._read: set[int] = set()
+        self._marked: dict[int, float] = {}
         self._thread: threading.Thread | None = None
         self._failing = False
 
@@ -183,6 +190,18 @@ class Metrics:
         self._add("pass:warmed", warmed)
         self._add("pass:idle_dropped", idle_dropped)
 
+    def record_hit(self, kind: Kind, account_id: Scope) -> None:
+        """Count a cache hit, and note its account as read (flushed to `P:v1:reads` with the
+        counts, so the pass keeps warming it: no Redis call on the hit path)."""
+        if self.flush_seconds <= 0:
+            return
+        with self._lock:
+            self._counts[_HIT_FIELDS[kind]] += 1
+            if account_id is not None:
+                self._read.add(account_id)
+            if self._thread is None:
+                self._start_locked()
+
     def record_scheduled_run(self, finished_at: datetime) -> None:
         """Note a successful scheduled recompute (health checks how long ago the last one was)."""
         if not self.enabled:
@@ -196,7 +215,10 @@ class Metrics:
         with self._lock:
             counts, sums, last_run = self._counts, self._sums, self._last_run
             self._counts, self._sums, self._last_run = Counter(), defaultdict(float), 0.0
-        if not counts and not sums and not last_run:
+            read, self._read = self._read, set()
+        now = clock.timestamp()
+        read = {a for a in read if self._marked.get(a, 0.0) < now - READ_MARK_SECONDS}
+        if not counts and not sums and not last_run and not read:
             return True
         try:
             pipe = self.client.pipeline(transaction=True)
@@ -209,6 +231,8 @@ class Metrics:
                 key = self.keys.series(name, minute)
                 pipe.incrby(key, total)
                 pipe.expire(key, SERIES_SECONDS)
+            if read:
+                pipe.zadd(self.keys.reads, {str(account): now for account in read})
             if last_run:
                 self._set_max(
                     keys=[self.keys.metrics], args=[LAST_SCHEDULED_RUN, last_run], client=pipe
@@ -220,10 +244,14 @@ class Metrics:
                 for field, total in sums.items():
                     self._sums[field] += total
                 self._last_run = max(self._last_run, last_run)
+                self._read |= read
             if not self._failing:
                 log.warning("metrics.flush_failed", error=f"{type(error).__name__}: {error}")
             self._failing = True
             return False
+        if len(self._marked) > MARKED_ACCOUNTS:
+            self._marked.clear()
+        self._marked.update(dict.fromkeys(read, now))
         if self._failing:
             log.info("metrics.flush_recovered")
         self._failing = False

@@ -1,13 +1,13 @@
 """Which accounts' dashboards are read: the scheduled pass warms only those.
 
-`P:v1:reads` is a sorted set: account id -> unix time its dashboard was last read, as far as the
-cache can tell without touching the readers' hit path. A read is marked where it already costs a
-database query: a reader's fallback (a miss) and the refresh a stale read asks for
-(`warm_scope`). An account read only through hits is not marked, so after `DASHCACHE_IDLE_DAYS`
-it drops out of the pass; its values then age past the soft age within minutes, the next read
-is served stale and asks a refresh, which marks it and it rejoins the next pass. A pass meeting
-an account with no mark (new, or from before this key existed) marks it, so every account gets
-the full idle period before it can be dropped.
+`P:v1:reads` is a sorted set: account id -> unix time its dashboard was last read. The hit path
+makes no Redis call for it: a hit notes its account in the process's metrics recorder, and the
+next metrics flush (one pipeline every `DASHCACHE_METRICS_FLUSH_SECONDS`) adds the accounts read
+since, each at most once an hour per process (`Metrics.record_hit`). A reader's fallback (a miss)
+and the refresh a stale read asks for (`warm_scope`) mark at once. A pass meeting an account with
+no mark (new, or from before this key existed) marks it, so every account gets the full idle
+period before it can be dropped. With metrics off (flush seconds 0) hits mark nothing: an account
+read only through hits then drops out once per idle period, is served stale once, and rejoins.
 
 A dropped account's scope leaves the warmed set and its values are no longer rewritten, so they
 expire after their TTL; events keep updating them until then (deltas and event recomputes).

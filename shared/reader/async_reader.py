@@ -185,7 +185,7 @@ class AsyncDashboardReader:
             self.metrics.record_read(kind, "stale")
             await self._ask_refresh(account_id)
         else:
-            self.metrics.record_read(kind, "hit")
+            self.metrics.record_hit(kind, account_id)
         return found
 
     async def _fill(self, kind: Kind, account_id: Scope, max_age: float | None) -> Found:

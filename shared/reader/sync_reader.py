@@ -171,7 +171,7 @@ class DashboardReader:
             self.metrics.record_read(kind, "stale")
             self._ask_refresh(account_id)
         else:
-            self.metrics.record_read(kind, "hit")
+            self.metrics.record_hit(kind, account_id)
         return found
 
     def _usable(self, raw: Any, max_age: float | None) -> Found | None:

@@ -14,11 +14,13 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
+from dashcache.async_reader import AsyncDashboardReader
 from dashcache.config import Settings
 from dashcache.dispatch import WARM_SCOPE
 from dashcache.errors import DashboardUnavailable, InvalidArgument
 from dashcache.keys import KeySchema, Kind
 from dashcache.reader import DashboardReader
+from tests.async_readers import with_reader
 from tests.helpers import NOW, Row, add_categories, add_emails, put_value
 
 
@@ -196,3 +198,37 @@ def test_bad_read_options_are_typed_errors(
     """fresh must be a bool and max_age a number of seconds >= 0."""
     with pytest.raises(InvalidArgument, match=named):
         reader.get_aggregates(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("data")
+def test_hits_mark_their_account_read_at_the_metrics_flush(
+    settings: Settings, reader: DashboardReader, redis_client: redis.Redis
+) -> None:
+    """A hit adds no Redis call, but the next metrics flush notes its account in the read
+    marks the pass keeps warming (sync and asyncio); a process notes an account at most once an
+    hour, and the all-accounts scope never."""
+    keys = KeySchema(settings.key_prefix)
+    reader.get_aggregates(account_id=1)
+    reader.get_aggregates(account_id=None)
+    redis_client.delete(keys.reads)
+    assert reader.get_aggregates(account_id=1).source == "cache"
+    assert reader.get_category_breakdown(account_id=None).source == "cache"
+    assert redis_client.zcard(keys.reads) == 0  # nothing written on the hit itself
+    assert reader.metrics.flush()
+    assert redis_client.zrange(keys.reads, 0, -1) == [b"1"]
+    assert abs(float(redis_client.zscore(keys.reads, "1") or 0) - time.time()) < 600
+    redis_client.zadd(keys.reads, {"1": 5})
+    reader.get_aggregates(account_id=1)
+    assert reader.metrics.flush()
+    assert redis_client.zscore(keys.reads, "1") == 5  # marked within the hour: not again
+
+    reader.get_aggregates(account_id=2)
+    redis_client.delete(keys.reads)
+
+    async def hit(async_reader: AsyncDashboardReader) -> str:
+        value = await async_reader.get_aggregates(account_id=2)
+        async_reader.metrics.flush()
+        return value.source
+
+    assert with_reader(settings, hit) == "cache"
+    assert redis_client.zrange(keys.reads, 0, -1) == [b"2"]
