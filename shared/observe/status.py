@@ -22,6 +22,7 @@ from dashcache.observe.cdc import read_cdc
 from dashcache.observe.freshness import Freshness, read_freshness
 from dashcache.observe.report import report
 from dashcache.observe.totals import read_totals
+from dashcache.passes import last_pass
 
 SERIES = ("cdc_lag_ms", "events_received", "events_applied", "events_recomputed")
 """The per-minute series the page reads (CONTRACTS: `KeySchema.series`)."""
@@ -38,7 +39,9 @@ def read_status(
     """Everything the page shows; raises `redis.RedisError` when the cache Redis fails."""
     keys = KeySchema(settings.key_prefix)
     freshness = read_freshness(client, keys, now)
-    body = report(read_totals(client, keys), freshness, read_cdc(client, keys))
+    body = report(
+        read_totals(client, keys), freshness, read_cdc(client, keys), last_pass(client, keys)
+    )
     minutes = chart_minutes(now)
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.cdc_status)

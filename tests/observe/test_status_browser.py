@@ -127,7 +127,7 @@ def test_page_equals_stats_and_follows_a_pass_and_events_without_reload(
     keys = KeySchema(settings.key_prefix)
     write_wal_consumer(redis_client, keys)
     settings = replace(settings, soft_age_seconds=30)
-    with worker_process(settings), status_server(settings) as url:
+    with status_server(settings) as url:
         browser.get(url + "/")
         browser.execute_script("window.__loaded = 'first load';")
         before = shown_fields(browser)
@@ -135,44 +135,50 @@ def test_page_equals_stats_and_follows_a_pass_and_events_without_reload(
         assert before["cdc.active_consumer"] == "worker-1:4242"
         assert before["cdc.lag"] == "42 ms"
 
-        with beat_process(settings, tmp_path / "beat"):
-            converge(browser, lambda f: "ago" in f["schedule.last_at"], "the pass")
-        publisher = EventPublisher(settings)
-        try:
-            recomputed = tracked_sessions(pg, publisher)
-            by_deltas = tracked_sessions(pg, publisher, deltas=True)
-            for account, sessions in ((1, recomputed), (2, recomputed), (3, by_deltas)):
-                with sessions() as session:
-                    session.add(new_email(account))
-                    session.commit()
-            bad = [{"type": "categories.changed", "change": "renamed", "category_ids": [HOSTILE]}]
-            ingest(bad, publisher)
-        finally:
-            publisher.close()
+        with worker_process(settings):
+            with beat_process(settings, tmp_path / "beat"):
+                converge(browser, lambda f: "ago" in f["schedule.last_at"], "the pass")
+            publisher = EventPublisher(settings)
+            try:
+                recomputed = tracked_sessions(pg, publisher)
+                by_deltas = tracked_sessions(pg, publisher, deltas=True)
+                for account, sessions in ((1, recomputed), (2, recomputed), (3, by_deltas)):
+                    with sessions() as session:
+                        session.add(new_email(account))
+                        session.commit()
+                bad = [
+                    {"type": "categories.changed", "change": "renamed", "category_ids": [HOSTILE]}
+                ]
+                ingest(bad, publisher)
+            finally:
+                publisher.close()
 
-        def equal_to_stats(shown: dict[str, str]) -> bool:
-            stats = stats_json(settings)
-            expected = expected_fields(stats)
-            last_run = stats["last_scheduled_run"]
-            return (
-                stats["events"]["received"] >= 3
-                and last_run is not None
-                and shown["schedule.last_at"].startswith(last_run["at"] + " (")
-                and shown.get("dead_letters.total") == "1"
-                and all(shown.get(name) == value for name, value in expected.items())
-            )
+            def equal_to_stats(shown: dict[str, str]) -> bool:
+                stats = stats_json(settings)
+                expected = expected_fields(stats)
+                last_run, last_pass = stats["last_scheduled_run"], stats["last_pass"]
+                return (
+                    stats["events"]["received"] >= 3
+                    and last_run is not None
+                    and last_pass is not None
+                    and shown["schedule.last_at"].startswith(last_pass["at"] + " (")
+                    and shown.get("schedule.last_pass.shards") == str(last_pass["shards"])
+                    and shown.get("schedule.last_pass.scopes") == str(last_pass["scopes"])
+                    and shown.get("dead_letters.total") == "1"
+                    and all(shown.get(name) == value for name, value in expected.items())
+                )
 
-        shown = converge(browser, equal_to_stats, "the events and numbers of stats --json")
-        assert browser.execute_script("return window.__loaded") == "first load"
-        assert int(shown["events.per_minute.received.last_hour"]) >= 3
-        assert shown["schedule.next_due"].endswith(" s)")
-        assert browser.execute_script("return window.__xss") is None
-        assert browser.find_elements("css selector", "#panels img") == []
-        payload = browser.find_element("css selector", "[data-field='dead_letters.payload']")
-        assert json.dumps(HOSTILE)[1:-1] in payload.text  # as stored: JSON text of the batch
-        reason = browser.find_element("css selector", "[data-field='dead_letters.reason']")
-        assert HOSTILE in reason.text
-        browser.save_screenshot(SCREENSHOT or str(tmp_path / "status.png"))
+            shown = converge(browser, equal_to_stats, "the events and numbers of stats --json")
+            assert browser.execute_script("return window.__loaded") == "first load"
+            assert int(shown["events.per_minute.received.last_hour"]) >= 3
+            assert shown["schedule.next_due"].endswith(" s)")
+            assert browser.execute_script("return window.__xss") is None
+            assert browser.find_elements("css selector", "#panels img") == []
+            payload = browser.find_element("css selector", "[data-field='dead_letters.payload']")
+            assert json.dumps(HOSTILE)[1:-1] in payload.text  # as stored: JSON text of the batch
+            reason = browser.find_element("css selector", "[data-field='dead_letters.reason']")
+            assert HOSTILE in reason.text
+            browser.save_screenshot(SCREENSHOT or str(tmp_path / "status.png"))
 
 
 def test_redis_down_shows_unreachable_and_recovers(
