@@ -12,7 +12,6 @@ from unittest import mock
 import pytest
 import redis
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
 
 from dashcache import clock
 from dashcache.bench.launcher import worker_args
@@ -115,28 +114,39 @@ def test_sharded_pass_equals_one_process_pass(
 
 
 def test_failing_shard_is_retried_alone(
-    pg: Engine, shard_settings: Settings, redis_client: redis.Redis, eager: None, logs: list
+    pg: Engine, shard_settings: Settings, redis_client: redis.Redis
 ) -> None:
-    """A shard whose read fails once is retried by itself; every other shard ran once."""
+    """With a real worker: a shard whose write fails (one of its accounts' delta logs is a key of
+    the wrong type) is retried by itself while every other shard is written once; once the fault
+    is gone its retry writes it."""
     seed(pg)
-    real = recompute_every_scope
-    calls: list[range | None] = []
-
-    def flaky(*args: Any, accounts: range | None = None, **kwargs: Any) -> Any:
-        calls.append(accounts)
-        if accounts == range(3, 6) and calls.count(accounts) == 1:
-            raise OperationalError("SELECT", {}, Exception("connection reset by peer"))
-        return real(*args, accounts=accounts, **kwargs)
-
-    with mock.patch.object(tasks, "recompute_every_scope", flaky):
-        tasks.warm_all.apply().get()
-    assert calls.count(range(3, 6)) == 2
-    assert all(calls.count(r) == 1 for r in calls if r != range(3, 6))
     keys = KeySchema(shard_settings.key_prefix)
+    broken = keys.deltas(4)
+    redis_client.set(broken, "not a delta log")
+    with celery_process(shard_settings, *worker_args(1), ready="ready") as worker:
+        failed = json.loads(worker.wait_for('"recompute.failed"', timeout=60))
+        written = [None, *(a for a in ACCOUNTS if a not in range(3, 6))]
+        wait_until(
+            lambda: all(redis_client.get(keys.value(Kind.BREAKDOWN, a)) for a in written),
+            "the other shards written",
+            60,
+        )
+        redis_client.delete(broken)
+        wait_until(
+            lambda: redis_client.get(keys.value(Kind.AGGREGATES, 4)) is not None,
+            "the failed shard written by its retry",
+            60,
+        )
+        wait_until(lambda: last_pass(redis_client, keys) is not None, "the pass recorded", 60)
+    assert failed["scope"] == "shard:3"
+    assert "WRONGTYPE" in failed["error"]
+    lines = [json.loads(line) for line in worker.lines if line.startswith("{")]
+    failures = {line["scope"] for line in lines if line.get("event") == "recompute.failed"}
+    assert failures == {"shard:3"}
+    finished = [line["scope"] for line in lines if line.get("event") == "shard.finished"]
+    assert sorted(finished) == sorted({*finished})  # every shard written once
     data = values(redis_client, keys, [None, *ACCOUNTS])
-    assert all(found is not None for found in data.values())
     assert data["agg:a4"]["total_emails"] == 1
-    assert [line for line in logs if line.get("event") == "recompute.failed"]
 
 
 def test_a_later_pass_skips_shards_still_outstanding(
