@@ -1,8 +1,8 @@
 """The status page's data: one dict read from Redis on request, never in the background.
 
-`read_status` reads the report of `dashcache stats` plus what only the page shows (beat's next
-due time, the WAL source, dead letters, queue depths, the last hour's per-minute series) in a
-handful of round trips; everything else here is pure.
+`read_status` reads the report of `dashcache stats` (the WAL source and the last pass included)
+plus what only the page shows (beat's next due time, dead letters, queue depths, the last hour's
+per-minute series) in a handful of round trips; everything else here is pure.
 """
 
 from __future__ import annotations
@@ -44,12 +44,11 @@ def read_status(
     )
     minutes = chart_minutes(now)
     pipe = client.pipeline(transaction=False)
-    pipe.hgetall(keys.cdc_status)
     pipe.zrangebyscore(keys.beat_schedule, 0, "+inf", start=0, num=1, withscores=True)
     pipe.lrange(keys.dead_letters, 0, DEAD_LETTERS_SHOWN - 1)
     pipe.llen(keys.dead_letters)
     pipe.mget([keys.series(name, minute) for name in SERIES for minute in minutes])
-    cdc_fields, next_due, letters, letters_total, raw_series = pipe.execute()
+    next_due, letters, letters_total, raw_series = pipe.execute()
     series = {
         name: [_number(raw) for raw in raw_series[i * len(minutes) : (i + 1) * len(minutes)]]
         for i, name in enumerate(SERIES)
@@ -62,7 +61,7 @@ def read_status(
         "values": values_by_kind(freshness, settings.soft_age),
         "schedule": schedule(body, next_due, now),
         "events": events(body, series),
-        "cdc": cdc_section(body, cdc_fields),
+        "cdc": body["cdc"],
         "drift": body["drift"],
         "drift_by_trigger": body.get("drift_by_trigger"),
         "dead_letters": {"total": letters_total, "latest": [dead_entry(raw) for raw in letters]},
@@ -91,28 +90,6 @@ def settings_shown(settings: Settings) -> dict[str, Any]:
         "key_prefix": settings.key_prefix,
         "soft_age_seconds": settings.soft_age,
         "refresh_seconds": settings.refresh_seconds,
-    }
-
-
-def cdc_section(body: dict[str, Any], fields: dict[bytes, bytes]) -> dict[str, Any] | None:
-    """The WAL source: the report's `cdc` object when it has one, else the `cdc_status` hash."""
-    if "cdc" in body:
-        cdc: dict[str, Any] | None = body["cdc"]
-        return cdc
-    if not fields:
-        return None
-    text = {name.decode(): value.decode(errors="replace") for name, value in fields.items()}
-    updated = _number(fields.get(b"updated_at"))
-    retained = _number(fields.get(b"retained_bytes"))
-    return {
-        "slot": text.get("slot", ""),
-        "publication": text.get("publication", ""),
-        "confirmed_lsn": text.get("confirmed_lsn"),
-        "lag_seconds": _number(fields.get(b"lag_seconds")),
-        "retained_bytes": None if retained is None else int(retained),
-        "active_consumer": text.get("consumer") or None,
-        "updated_at": None if updated is None else datetime.fromtimestamp(updated, UTC).isoformat(),
-        "changes": None,
     }
 
 
