@@ -13,14 +13,11 @@ from dashcache.cli.support import friendly_errors
 from dashcache.config import Settings
 from dashcache.db import make_engine
 from dashcache.keys import KeySchema
-from dashcache.observe.cdc import read_cdc
 from dashcache.observe.freshness import read_freshness
 from dashcache.observe.health import run_checks
 from dashcache.observe.prometheus import serve
-from dashcache.observe.report import render_table, report
+from dashcache.observe.report import read_report, render_table
 from dashcache.observe.statusserver import serve as serve_status
-from dashcache.observe.totals import read_totals
-from dashcache.passes import last_pass
 from dashcache.store import make_redis
 
 EXIT_UNHEALTHY = 1
@@ -40,12 +37,7 @@ def stats(settings: Settings, as_json: bool) -> None:
     client = make_redis(settings.redis_url, settings.redis_timeout_seconds)
     keys = KeySchema(settings.key_prefix)
     try:
-        body = report(
-            read_totals(client, keys),
-            read_freshness(client, keys, clock.now()),
-            read_cdc(client, keys),
-            last_pass(client, keys),
-        )
+        body = read_report(client, keys, read_freshness(client, keys, clock.now()))
     finally:
         client.close()
     click.echo(json.dumps(body, indent=2) if as_json else render_table(body))

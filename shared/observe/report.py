@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import redis
+
+from dashcache.keys import KeySchema
 from dashcache.metrics import (
     EVENT_OUTCOMES,
     KIND_LABELS,
@@ -13,9 +16,17 @@ from dashcache.metrics import (
     RECOMPUTE_OUTCOMES,
     TRIGGERS,
 )
-from dashcache.observe.cdc import CdcStatus
+from dashcache.observe.cdc import CdcStatus, read_cdc
 from dashcache.observe.freshness import Freshness
-from dashcache.observe.totals import Totals
+from dashcache.observe.totals import Totals, read_totals
+from dashcache.passes import last_pass
+
+
+def read_report(client: redis.Redis, keys: KeySchema, freshness: Freshness) -> dict[str, Any]:
+    """`report` of what Redis holds now: `dashcache stats` and the status page both show it."""
+    return report(
+        read_totals(client, keys), freshness, read_cdc(client, keys), last_pass(client, keys)
+    )
 
 
 def report(

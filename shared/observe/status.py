@@ -18,11 +18,8 @@ from dashcache.config import Settings
 from dashcache.keys import KeySchema
 from dashcache.logging import redact
 from dashcache.metrics import KIND_LABELS, RECOMPUTE_OUTCOMES
-from dashcache.observe.cdc import read_cdc
 from dashcache.observe.freshness import Freshness, read_freshness
-from dashcache.observe.report import report
-from dashcache.observe.totals import read_totals
-from dashcache.passes import last_pass
+from dashcache.observe.report import read_report
 
 SERIES = ("cdc_lag_ms", "events_received", "events_applied", "events_recomputed")
 """The per-minute series the page reads (CONTRACTS: `KeySchema.series`)."""
@@ -39,9 +36,7 @@ def read_status(
     """Everything the page shows; raises `redis.RedisError` when the cache Redis fails."""
     keys = KeySchema(settings.key_prefix)
     freshness = read_freshness(client, keys, now)
-    body = report(
-        read_totals(client, keys), freshness, read_cdc(client, keys), last_pass(client, keys)
-    )
+    body = read_report(client, keys, freshness)
     minutes = chart_minutes(now)
     pipe = client.pipeline(transaction=False)
     pipe.zrangebyscore(keys.beat_schedule, 0, "+inf", start=0, num=1, withscores=True)
