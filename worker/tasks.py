@@ -16,6 +16,7 @@ from dashcache.events.coalesce import Claim
 from dashcache.events.deadletter import dead_letter
 from dashcache.events.ingest import ingest
 from dashcache.events.runner import EventRun, check_run, recompute_targets, run_label
+from dashcache.failures import failure_cause
 from dashcache.keys import Scope, check_account_id, scope_token
 from dashcache.logging import get_logger
 from dashcache.metrics import Trigger
@@ -254,6 +255,7 @@ def _failed(scope: str, trigger: Trigger, started: float, error: Exception, **ex
         duration_ms=round(duration * 1000, 1),
         outcome="error",
         error=f"{type(error).__name__}: {error}",
+        cause=failure_cause(error),
         **extra,
     )
 

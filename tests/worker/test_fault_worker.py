@@ -100,8 +100,9 @@ def test_database_outage_retries_with_backoff_serves_last_value_and_converges(
         sender.close()
         reader.close()
     assert (served.source, served.data) == ("cache", {"work": 1})
-    assert all(json.loads(line)["error"].startswith("OperationalError") for line in failed)
-    assert all("OperationalError" in json.loads(line)["event"] for line in retries)
+    causes = [(json.loads(line)["cause"], json.loads(line)["error"]) for line in failed]
+    assert all(cause == "database" for cause, _ in causes), f"recompute.failed lines: {causes}"
+    assert all("Error" in json.loads(line)["event"] for line in retries), retries
     assert after["generation"] > before["generation"]
     assert miss_seconds < cut_off.wait_seconds
     assert (cold.source, cold.data["total_emails"]) == ("cache", 1)
