@@ -112,10 +112,10 @@ class EventPublisher:
         parted = split(batch)
         for error, changes in parted.refused:
             log.error("event.not_netted", field=error.field, reason=str(error))
-            if strict:
-                raise error
             parted.recompute += changes
             parted.delta_events -= len(changes)
+        if strict and parted.refused:
+            raise parted.refused[0][0]
         applied = self._apply(parted.deltas)
         conflicted = {
             Target(kind, token)
