@@ -21,6 +21,13 @@ class InvalidEvent(DashcacheError, ValueError):
         self.field = field
 
 
+class EventConflict(InvalidEvent):
+    """A published change of an email in a transaction whose change of that email was already
+    applied by an earlier batch with other rows: the events of one (txid, email) must be
+    published in one batch, where they are netted. The rest of the batch was applied; the values
+    of the scopes it conflicted in are recomputed, so nothing is lost (a retry is a duplicate)."""
+
+
 class DashboardUnavailable(DashcacheError):
     """No value could be served: nothing cached and the database cannot compute one in time."""
 

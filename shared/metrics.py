@@ -55,7 +55,7 @@ from dashcache.store import Drift, make_redis
 log = get_logger(__name__)
 
 ReadOutcome = Literal["hit", "miss", "fallback", "fresh", "stale", "error"]
-Trigger = Literal["schedule", "event", "fallback", "fresh"]
+Trigger = Literal["schedule", "event", "fallback", "fresh", "warm", "cdc"]
 RecomputeOutcome = Literal["written", "fenced", "error"]
 EventOutcome = Literal["received", "coalesced", "dead_lettered", "applied", "duplicate", "failed"]
 
@@ -72,7 +72,9 @@ READ_MARK_SECONDS = 3600.0
 """A process notes an account read by hits in `P:v1:reads` at most once an hour."""
 MARKED_ACCOUNTS = 100_000
 """Accounts whose last mark a process remembers (forgotten all at once past it)."""
-TRIGGERS: tuple[Trigger, ...] = ("schedule", "event", "fallback", "fresh")
+TRIGGERS: tuple[Trigger, ...] = ("schedule", "event", "fallback", "fresh", "warm", "cdc")
+"""What started a recompute: the scheduled pass, an event run, a reader's fallback, a fresh read,
+`dashcache warm`, the WAL source's own pass (after a gap in the stream, or a category change)."""
 RECOMPUTE_OUTCOMES: tuple[RecomputeOutcome, ...] = ("written", "fenced", "error")
 EVENT_OUTCOMES: tuple[EventOutcome, ...] = (
     "received",

@@ -149,7 +149,25 @@ SINGLE = Variant(
     cat_id="id",
     cat_name="name",
 )
-VARIANTS = (MULTI, HOSTILE, SINGLE)
+BY_CATEGORY = Variant(
+    "multi-tenant, auto-labeled when the category column is not null",
+    schema="inbox",
+    emails="mails",
+    categories="folders",
+    id="id",
+    account="user_id",
+    category="category_id",
+    created_at="created_at",
+    unread="is_unread",
+    unread_when="true",
+    auto="category_id",
+    auto_when="not_null",
+    cat_id="id",
+    cat_name="name",
+)
+"""The email app's own rule: an email is auto-labeled when it has a category (one column, two
+roles)."""
+VARIANTS = (MULTI, HOSTILE, SINGLE, BY_CATEGORY)
 
 
 @dataclass
@@ -184,8 +202,9 @@ class AppSchema:
             v.category: email.category,
             v.created_at: email.created_at,
             v.unread: _store(email.unread, v.unread_when),
-            v.auto: _store(email.auto_labeled, v.auto_when),
         }
+        if v.auto != v.category:
+            values[v.auto] = _store(email.auto_labeled, v.auto_when)
         if v.account is not None:
             values[v.account] = email.account
         return values
@@ -201,6 +220,13 @@ class AppSchema:
         accounts = {e.account for e in self.rows.values() if e.account is not None}
         return [None, *sorted(accounts)]
 
+    def auto_labeled(self, email: Email) -> bool:
+        """Whether an email counts as auto-labeled (by its category, when the flag is that
+        column's IS NOT NULL)."""
+        if self.variant.auto == self.variant.category:
+            return email.category is not None
+        return email.auto_labeled
+
     def truth(self, scope: Scope, now: datetime) -> tuple[dict[str, Any], list[list[Any]]]:
         """Aggregates and breakdown of a scope by brute force over the inserted rows."""
         chosen = [e for e in self.rows.values() if scope is None or e.account == scope]
@@ -208,7 +234,7 @@ class AppSchema:
         previous = sum(1 for e in chosen if now - 14 * DAY <= e.created_at < now - 7 * DAY)
         aggregates = {
             "total_emails": len(chosen),
-            "auto_labeled": sum(e.auto_labeled for e in chosen),
+            "auto_labeled": sum(self.auto_labeled(e) for e in chosen),
             "categories_count": len(self.names),
             "unread_count": sum(e.unread for e in chosen),
             "weekly_growth": {
@@ -227,6 +253,8 @@ def _store(flag: bool, when: str) -> object:
         return flag
     if when == "false":
         return not flag
+    if when == "not_null":
+        return clock.now() if flag else None
     return None if flag else clock.now()
 
 
@@ -257,15 +285,18 @@ def declare(variant: Variant, metadata: MetaData) -> tuple[Table, Table]:
         Column(v.cat_name, Text, nullable=False),
         schema=v.schema,
     )
-    flag_type = {"true": Boolean, "false": Boolean, "null": DateTime(timezone=True)}
+    timestamp = DateTime(timezone=True)
+    flag_type = {"true": Boolean, "false": Boolean, "null": timestamp, "not_null": timestamp}
+    nullable = ("null", "not_null")
     columns = [
         Column(v.id, BigInteger, primary_key=True, autoincrement=False),
         Column(v.category, Integer, ForeignKey(categories.c[v.cat_id]), nullable=True),
         Column(v.created_at, DateTime(timezone=True), nullable=False),
-        Column(v.unread, flag_type[v.unread_when], nullable=v.unread_when == "null"),
-        Column(v.auto, flag_type[v.auto_when], nullable=v.auto_when == "null"),
+        Column(v.unread, flag_type[v.unread_when], nullable=v.unread_when in nullable),
         Column("subject", Text),  # a column dashcache does not map
     ]
+    if v.auto != v.category:
+        columns.insert(4, Column(v.auto, flag_type[v.auto_when], nullable=v.auto_when in nullable))
     if v.account is not None:
         columns.insert(1, Column(v.account, BigInteger, nullable=False))
     return Table(v.emails, metadata, *columns, schema=v.schema), categories
@@ -308,9 +339,10 @@ def host_classes(schema: AppSchema) -> tuple[type[Any], type[Any]]:
         "label": v.category,
         "received": v.created_at,
         "unread_raw": v.unread,
-        "auto_raw": v.auto,
         "subject": "subject",
     }
+    if v.auto != v.category:
+        attributes["auto_raw"] = v.auto
     if v.account is not None:
         attributes["owner"] = v.account
     message = type(

@@ -27,7 +27,8 @@ entries spell them; `position` its place among its transaction's email changes).
 # KEYS: seq, then per scope: agg value, bd value, agg state, bd state, delta log.
 # ARGV: ttl, txid, then per scope: change count n, then its changes as one string of lines
 # `email id,position,rows` (one argument per scope: far fewer to encode and parse than per change).
-# Returns per scope {applied, duplicates, late, agg stale, bd stale}.
+# Returns per scope {applied, duplicates, late, agg stale, bd stale, {}} (the reply of
+# shared/events/apply.py's script: a replicated change never conflicts).
 _APPLY_WAL = (
     LUA_LIBRARY
     + """
@@ -65,7 +66,7 @@ for k = 2, #KEYS, 5 do
   a = a + 2
   local stale = {0, 0}
   if applied > 0 then stale = write_back(k, states, changed) end
-  out[#out + 1] = {applied, dups, late, stale[1], stale[2]}
+  out[#out + 1] = {applied, dups, late, stale[1], stale[2], {}}
 end
 return out
 """

@@ -165,6 +165,8 @@ def _flag_value(row: Row, flag: FlagPosition) -> bool:
     text = _text(row, at)
     if flag.when == "null":
         return text is None
+    if flag.when == "not_null":
+        return text is not None
     if text is None:
         return False
     if text not in ("t", "f"):

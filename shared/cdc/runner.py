@@ -35,6 +35,7 @@ from dashcache.events.publisher import EventPublisher
 from dashcache.events.targeting import Target
 from dashcache.keys import KeySchema, Kind
 from dashcache.logging import get_logger
+from dashcache.metrics import metrics_for
 from dashcache.recompute import recompute_every_scope
 from dashcache.schema.check import engine_for
 from dashcache.schema.tables import tables_of
@@ -141,6 +142,7 @@ class Consumer:
                 log.info("cdc.slot_created", slot=settings.cdc_slot)
         if self.client.hget(self.keys.cdc_status, PASS_OWED):
             result = recompute_every_scope(self.engine, self.store, settings.max_breakdown)
+            metrics_for(self.settings).count_drift(result.drift, "cdc")
             self.client.hdel(self.keys.cdc_status, PASS_OWED)
             log.info("cdc.pass", scopes=result.scopes, written=result.written)
         try:
@@ -205,6 +207,7 @@ class Consumer:
             result = recompute_every_scope(
                 self.engine, self.store, self.settings.max_breakdown, kinds
             )
+        metrics_for(self.settings).count_drift(result.drift, "cdc")
         log.info("cdc.recomputed", kinds=[k.value for k in kinds], scopes=result.scopes)
 
     def _recompute_stale(self, targets: set[Target]) -> None:

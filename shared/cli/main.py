@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from importlib.metadata import entry_points
 
 import click
@@ -23,6 +24,7 @@ from dashcache.config import Settings
 from dashcache.db import init_db, make_engine
 from dashcache.keys import KeySchema
 from dashcache.logging import configure_logging, redact
+from dashcache.metrics import metrics_for
 from dashcache.observe.verify import verify as verify_cache
 from dashcache.reader import DashboardReader
 from dashcache.recompute import recompute_every_scope, recompute_scope
@@ -94,8 +96,14 @@ def seed(
 @click.pass_obj
 @friendly_errors
 def warm(settings: Settings, account_id: int | None) -> None:
-    """Recompute now, in this process, and write through the fence."""
+    """Recompute now, in this process, and write through the fence.
+
+    Values found wrong (changed by nobody's events) are repaired, logged and counted as drift
+    of trigger `warm`, shown by `dashcache stats`.
+    """
     engine, store = _worker_connections(settings)
+    metrics = metrics_for(settings)
+    started = time.perf_counter()
     try:
         if account_id is None:
             result = recompute_every_scope(engine, store, settings.max_breakdown)
@@ -104,10 +112,14 @@ def warm(settings: Settings, account_id: int | None) -> None:
     finally:
         store.client.close()
         engine.dispose()
+    metrics.record_recompute("warm", result.outcome, time.perf_counter() - started, result.fenced)
+    metrics.count_drift(result.drift, "warm")
+    metrics.flush()
     summary = {
         "scopes": result.scopes,
         "written": result.written,
         "fenced": result.fenced,
+        "drift": len(result.drift),
         "generation": result.generation,
     }
     click.echo(json.dumps(summary))

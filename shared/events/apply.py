@@ -1,10 +1,13 @@
 """Applying deltas in Redis: one script call updates every scope of a batch, each atomically.
 
-Per scope, each entry is logged under its identity (a second one with the same identity is a
-duplicate and changes nothing, as does one of a transaction the WAL source already applied in
-that scope, field `~w:<txid>`; one older than what the log was pruned to is late: every stored
-value saw it) and applied to each value whose snapshot did not see its transaction; the value's
-envelope is rendered again from its state, its TTL kept. No read of the database.
+Per scope, each entry is logged under its identity and applied to each value whose snapshot did
+not see its transaction; the value's envelope is rendered again from its state, its TTL kept. No
+read of the database. An entry is not applied when:
+- its identity is logged with the same rows: a duplicate (a batch sent again);
+- the WAL source already applied its transaction in that scope (field `~w:<txid>`): a duplicate;
+- it is older than what the log was pruned to: late (every stored value saw it);
+- its identity is logged with other rows: a conflict (a later batch's change of an email whose
+  change in that transaction was applied already), returned for the caller to recompute.
 A value that exists without a state (computed on SQLite, or by an older version) cannot take a
 delta: its key is returned as stale, and the caller recomputes it.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -25,7 +29,7 @@ SCOPES_PER_CALL = 200
 
 # KEYS: seq, then per scope: agg value, bd value, agg state, bd state, delta log.
 # ARGV: ttl, then per scope: entry count n, then n pairs (identity, `txid|before|after`).
-# Returns per scope {applied, duplicates, late, agg stale, bd stale}.
+# Returns per scope {applied, duplicates, late, agg stale, bd stale, {conflicting identities}}.
 _APPLY = (
     LUA_LIBRARY
     + """
@@ -38,7 +42,7 @@ for k = 2, #KEYS, 5 do
   local horizon = redis.call('HGET', log, '~h')
   local states, changed = {}, {false, false}
   for j = 1, 2 do states[j] = open_state(redis.call('GET', KEYS[k + 1 + j]), kinds[j]) end
-  local applied, dups, late = 0, 0, 0
+  local applied, dups, late, conflicts = 0, 0, 0, {}
   local n = tonumber(ARGV[a])
   for e = 1, n do
     local identity, entry = ARGV[a + 2 * e - 1], ARGV[a + 2 * e]
@@ -47,12 +51,18 @@ for k = 2, #KEYS, 5 do
       late = late + 1
     elseif redis.call('HEXISTS', log, '~w:' .. txid) == 1 then
       dups = dups + 1
-    elseif redis.call('HSETNX', log, identity, txid .. '|' .. seq .. '|' .. before_text .. '|'
-        .. after_text) == 0 then
-      dups = dups + 1
     else
-      applied = applied + 1
-      apply_unseen(states, changed, txid, parse_row(before_text), parse_row(after_text))
+      local logged = redis.call('HGET', log, identity)
+      if not logged then
+        redis.call('HSET', log, identity, txid .. '|' .. seq .. '|' .. before_text .. '|'
+          .. after_text)
+        applied = applied + 1
+        apply_unseen(states, changed, txid, parse_row(before_text), parse_row(after_text))
+      elseif string.match(logged, '^%d+|%d+|(.*)$') == before_text .. '|' .. after_text then
+        dups = dups + 1
+      else
+        conflicts[#conflicts + 1] = identity
+      end
     end
   end
   a = a + 1 + 2 * n
@@ -61,7 +71,7 @@ for k = 2, #KEYS, 5 do
     redis.call('EXPIRE', log, ARGV[1])
     stale = write_back(k, states, changed)
   end
-  out[#out + 1] = {applied, dups, late, stale[1], stale[2]}
+  out[#out + 1] = {applied, dups, late, stale[1], stale[2], conflicts}
 end
 return out
 """
@@ -76,6 +86,8 @@ class Applied:
     duplicates: int = 0
     late: int = 0
     stale: set[Target] = field(default_factory=set)
+    conflicts: dict[str, list[str]] = field(default_factory=dict)
+    """Identity (`txid:email_id`) -> the scope tokens where it conflicted."""
 
 
 def scope_keys(keys: KeySchema, token: str) -> list[str]:
@@ -117,11 +129,12 @@ class DeltaApplier:
         return tokens
 
     @staticmethod
-    def outcome(tokens: Sequence[str], replies: Sequence[Sequence[Sequence[int]]]) -> Applied:
+    def outcome(tokens: Sequence[str], replies: Sequence[Sequence[Sequence[Any]]]) -> Applied:
         """Sum the replies of the calls `queue` made (in its order)."""
         done = Applied()
         flat = (reply for call in replies for reply in call)
-        for token, (applied, dups, late, agg_stale, bd_stale) in zip(tokens, flat, strict=True):
+        for token, reply in zip(tokens, flat, strict=True):
+            applied, dups, late, agg_stale, bd_stale, conflicts = reply
             done.applied += applied
             done.duplicates += dups
             done.late += late
@@ -129,4 +142,7 @@ class DeltaApplier:
                 done.stale.add(Target(Kind.AGGREGATES, token))
             if bd_stale:
                 done.stale.add(Target(Kind.BREAKDOWN, token))
+            for identity in conflicts:
+                text = identity.decode() if isinstance(identity, bytes) else identity
+                done.conflicts.setdefault(text, []).append(token)
         return done

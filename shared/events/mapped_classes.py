@@ -3,7 +3,8 @@
 `track_mutations` needs no dashcache model: any mapped class whose table is the mapping's emails
 (or categories) table, with an attribute for each mapped column, is an email (or a category).
 Its counted attributes turn into the event's `EmailRow`, whatever the columns are called and
-however the flags are stored (`is_unread`, `read_at IS NULL`, `is_read = false`).
+however the flags are stored (`is_unread`, `read_at IS NULL`, `is_read = false`,
+`category_id IS NOT NULL`).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def _is_set(flag: Flag, value: object) -> bool:
     """A flag's value as SQL counts it (a NULL boolean is neither true nor false)."""
     if flag.when == "null":
         return value is None
+    if flag.when == "not_null":
+        return value is not None
     if value is None:
         return False
     return bool(value) is (flag.when == "true")

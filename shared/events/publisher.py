@@ -20,7 +20,7 @@ import redis
 
 from dashcache.config import Settings
 from dashcache.dispatch import RECOMPUTE_TARGETS, TaskSender
-from dashcache.errors import PublisherClosed
+from dashcache.errors import EventConflict, PublisherClosed
 from dashcache.events.apply import Applied, DeltaApplier
 from dashcache.events.batching import Batcher
 from dashcache.events.coalesce import Coalescer, Run, run_scope
@@ -29,12 +29,15 @@ from dashcache.events.targeting import Target, targets_of, targets_of_all
 from dashcache.events.tenancy import check_tenancy
 from dashcache.events.types import EmailCreated, EmailDeleted, EmailUpdated, Event, check_event
 from dashcache.events.unapplied import UnappliedMarks
-from dashcache.keys import KeySchema
+from dashcache.keys import KeySchema, Kind
+from dashcache.logging import get_logger
 from dashcache.metrics import metrics_for
 from dashcache.schema.mapping import load_mapping
 from dashcache.store import make_redis
 
 EMAIL_EVENTS = (EmailCreated, EmailUpdated, EmailDeleted)
+
+log = get_logger(__name__)
 
 
 class EventPublisher:
@@ -59,7 +62,7 @@ class EventPublisher:
         self.multi_tenant = load_mapping(settings.schema_file).multi_tenant
         self._closed = False
         self.batcher = Batcher(
-            self._send_batch,
+            lambda batch: self._send_batch(batch, strict=False),
             lambda count: self.metrics.record_event("failed", count),
             settings.publish_linger_ms / 1000,
             settings.event_max_batch,
@@ -83,8 +86,14 @@ class EventPublisher:
         """Publish a batch (one transaction's events) now: its deltas in one round trip, one mark
         for the keys of the rest. Returns the runs it caused.
 
-        Anything that is not an event, or an event that does not fit the tenancy, raises
-        `InvalidEvent` before anything is sent; after `close()`, `PublisherClosed`.
+        The events of one email with one txid are netted into that email's change in the
+        transaction, in whatever order they come (created then updated is one creation).
+        Anything that is not an event, an event that does not fit the tenancy, or events of a
+        (txid, email) that do not chain (`netting.net_change`) raise `InvalidEvent` before
+        anything is sent, and are logged (`event.not_netted`). A change of a (txid, email)
+        that an earlier batch already published with other rows raises `EventConflict` after
+        the batch was sent (logged `event.conflict`; its values are recomputed). After
+        `close()`, `PublisherClosed`.
         """
         self._check_open()
         return self._send_batch(events)
@@ -93,19 +102,55 @@ class EventPublisher:
         if self._closed:
             raise PublisherClosed("the event publisher is closed: publish through an open one")
 
-    def _send_batch(self, events: Iterable[Event]) -> list[Run]:
+    def _send_batch(self, events: Iterable[Event], strict: bool = True) -> list[Run]:
+        """Send one batch. `strict` (publish_many): events of a (txid, email) that cannot be
+        netted refuse the whole batch before anything is sent, and a conflict with an earlier
+        batch raises `EventConflict` once the batch is sent. Else (the background batch of
+        `publish`) both are logged and their scopes recomputed."""
         batch = [check_event(event) for event in events]
         check_tenancy(batch, self.multi_tenant)
         parted = split(batch)
+        for error, changes in parted.refused:
+            log.error("event.not_netted", field=error.field, reason=str(error))
+            parted.recompute += changes
+            parted.delta_events -= len(changes)
+        if strict and parted.refused:
+            raise parted.refused[0][0]
         applied = self._apply(parted.deltas)
+        conflicted = {
+            Target(kind, token)
+            for tokens in applied.conflicts.values()
+            for token in tokens
+            for kind in Kind
+        }
+        stale = applied.stale | conflicted
         if self.delta_states:
             emails = [e for e in parted.recompute if isinstance(e, EMAIL_EVENTS)]
-            self.unapplied.mark(targets_of_all(emails) | applied.stale)
-        targets = targets_of_all(parted.recompute) | applied.stale
+            self.unapplied.mark(targets_of_all(emails) | stale)
+        targets = targets_of_all(parted.recompute) | stale
         runs = self.coalescer.mark(targets)
         self.send_runs(runs)
         self._count(parted.recompute, runs, parted.delta_events, applied)
+        if applied.conflicts:
+            self._conflicted(applied.conflicts, strict)
         return runs
+
+    @staticmethod
+    def _conflicted(conflicts: dict[str, list[str]], strict: bool) -> None:
+        """Log each (txid, email) an earlier batch had already changed otherwise; `strict`:
+        raise `EventConflict` naming them."""
+        for identity, tokens in conflicts.items():
+            log.error("event.conflict", identity=identity, scopes=sorted(tokens))
+        if strict:
+            shown = ", ".join(sorted(conflicts))
+            raise EventConflict(
+                f"events conflict with the change already applied for (txid:email_id) {shown}: "
+                "an earlier batch published that email's change in that transaction with other "
+                "rows. Publish one transaction's events of an email in one batch, where they are "
+                "netted; the rest of this batch was applied and these emails' values are "
+                "recomputed",
+                field="events",
+            )
 
     def send_runs(self, runs: Iterable[Run]) -> None:
         """Send each run to the events queue (after its countdown, if any)."""

@@ -29,7 +29,7 @@ rejects such an event when it is published, as a single-tenant one rejects an ac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -103,25 +103,47 @@ class CategoryChange(StrEnum):
     DELETED = "deleted"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CategoriesChanged:
-    """Categories of the shared taxonomy were created, renamed or deleted."""
+    """Categories of the shared taxonomy were created, renamed or deleted.
+
+    `category_ids` takes any sequence of ids (a list, a tuple, a range) and keeps it as a tuple;
+    `change` takes a `CategoryChange` or its value (`"renamed"`) and keeps the member.
+    """
 
     category_ids: tuple[int, ...]
-    change: CategoryChange = CategoryChange.CREATED
+    change: CategoryChange
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.change, CategoryChange):
-            raise InvalidEvent(
-                f"change must be created, renamed or deleted, got {self.change!r}", field="change"
-            )
-        if not isinstance(self.category_ids, tuple):
-            raise InvalidEvent(
-                f"category_ids must be a tuple of ids, got {self.category_ids!r}",
-                field="category_ids",
-            )
-        for n, value in enumerate(self.category_ids):
-            check_id(value, f"category_ids[{n}]")
+    def __init__(
+        self, category_ids: Sequence[int], change: CategoryChange | str = CategoryChange.CREATED
+    ) -> None:
+        object.__setattr__(self, "change", _change(change))
+        object.__setattr__(self, "category_ids", _ids(category_ids))
+
+
+CHANGES = ", ".join(repr(change.value) for change in CategoryChange)
+
+
+def _ids(ids: object) -> tuple[int, ...]:
+    """A sequence of ids as a tuple; else `InvalidEvent` naming the first bad one."""
+    if not isinstance(ids, Sequence) or isinstance(ids, str | bytes | bytearray):
+        raise InvalidEvent(
+            f"category_ids must be a sequence of ids (a list or a tuple of integers), got {ids!r}",
+            field="category_ids",
+        )
+    for n, value in enumerate(ids):
+        check_id(value, f"category_ids[{n}]")
+    return tuple(ids)
+
+
+def _change(value: object) -> CategoryChange:
+    """A `CategoryChange`, from the member or its value; else `InvalidEvent` listing them."""
+    if isinstance(value, str) and value in CategoryChange.__members__.values():
+        return CategoryChange(value)
+    raise InvalidEvent(
+        f"change must be one of {CHANGES} (a CategoryChange or its value), got {value!r}",
+        field="change",
+    )
 
 
 Event = EmailCreated | EmailUpdated | EmailDeleted | CategoriesChanged
@@ -163,7 +185,10 @@ def encode_event(event: Event) -> dict[str, Any]:
 def decode_batch(payload: object, max_batch: int) -> list[Event]:
     """Decode a JSON array of events; raise `InvalidEvent` for the first problem found."""
     if not isinstance(payload, list):
-        raise InvalidEvent("an event batch must be a JSON array", field="events")
+        raise InvalidEvent(
+            f"an event batch must be a JSON array of events, got {_kind_of(payload)}",
+            field="events",
+        )
     if len(payload) > max_batch:
         raise InvalidEvent(
             f"batch of {len(payload)} events exceeds the maximum of {max_batch}; split it",
@@ -189,15 +214,11 @@ def located(error: InvalidEvent, where: str) -> InvalidEvent:
 def _decode(body: Mapping[str, Any]) -> Event:
     kind = body.get("type")
     if kind == "categories.changed":
-        change = _field(body, "", "change", str)
-        if change not in CategoryChange.__members__.values():
-            raise InvalidEvent(
-                f"change must be created, renamed or deleted, got {change!r}", field="change"
-            )
-        ids = _field(body, "", "category_ids", list)
-        return CategoriesChanged(tuple(ids), CategoryChange(change))
+        change: Any = body.get("change")  # checked by the constructor, with its message
+        return CategoriesChanged(_field(body, "", "category_ids", list), change)
     if kind not in ("email.created", "email.updated", "email.deleted"):
-        raise InvalidEvent(f"type is not an event type: {kind!r}", field="type")
+        kinds = ", ".join(repr(name) for name in _TYPES.values())
+        raise InvalidEvent(f"type must be one of {kinds}, got {kind!r}", field="type")
     raw_account = body.get("account_id")
     account_id = None if raw_account is None else check_id(raw_account, "account_id")
     email_id = check_id(body.get("email_id"), "email_id")
@@ -267,8 +288,16 @@ def _check_row(row: object, path: str) -> None:
 
 def _object(value: object, path: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise InvalidEvent(f"{path} must be a JSON object".lstrip(), field=path or None)
+        raise InvalidEvent(
+            f"{path} must be a JSON object, got {_kind_of(value)}".lstrip(), field=path or None
+        )
     return value
+
+
+def _kind_of(value: object) -> str:
+    """What a value is, for a refusal: its JSON kind and, when short, itself."""
+    shown = repr(value)
+    return f"{type(value).__name__} {shown}" if len(shown) <= 80 else type(value).__name__
 
 
 def _field(body: Mapping[str, Any], where: str, name: str, kind: type) -> Any:

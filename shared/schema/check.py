@@ -131,11 +131,12 @@ def _timestamp(postgres: bool) -> Check:
 
 def _flag(flag: Flag) -> Check:
     def check(kind: TypeEngine[Any]) -> str | None:
-        if flag.when == "null" or isinstance(kind, Boolean):
+        if flag.when in ("null", "not_null") or isinstance(kind, Boolean):
             return None
         return (
             f'a boolean column is needed (or map it as {{ column = "{flag.column}", '
-            'when = "null" }, set when the column IS NULL)'
+            'when = "null" }, set when the column IS NULL, or when = "not_null", set when it '
+            "IS NOT NULL)"
         )
 
     return check

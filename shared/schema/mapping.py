@@ -14,8 +14,13 @@ from typing import Any, Literal
 
 from dashcache.errors import SchemaError
 
-When = Literal["true", "null", "false"]
-"""When a flag is set: the boolean column is true, the column IS NULL, the column is false."""
+When = Literal["true", "false", "null", "not_null"]
+"""When a flag is set: the boolean column is true, it is false, the column IS NULL, or the column
+IS NOT NULL (any type: `{ column = "category_id", when = "not_null" }` counts an email with a
+category)."""
+
+WHEN_FORMS: tuple[When, ...] = ("false", "null", "not_null")
+"""The values `when` may take (a plain column name means "true")."""
 
 EMAIL_KEYS = ("table", "id", "account", "category", "created_at", "unread", "auto_labeled")
 CATEGORY_KEYS = ("table", "id", "name")
@@ -209,17 +214,23 @@ def _flag(section: dict[str, Any], key: str) -> Flag:
         return Flag(_name(section, key))
     if not isinstance(value, dict):
         raise SchemaError(
-            f'{key}: must be a column name or {{ column = "...", when = "null" | "false" }}, '
-            f"got {value!r}"
+            f'{key}: must be a column name or {{ column = "...", when = {_WHEN_TEXT} }} '
+            f"(a name alone: a boolean column, set when true), got {value!r}"
         )
     _known(value, f"{key}.", FLAG_KEYS)
     for part in FLAG_KEYS:
         if part not in value:
             raise SchemaError(f"{key}.{part}: missing (required)")
     when = value["when"]
-    if when not in ("null", "false"):
-        raise SchemaError(f'{key}.when: must be "null" or "false", got {when!r}')
+    if when not in WHEN_FORMS:
+        raise SchemaError(
+            f"{key}.when: must be one of {_WHEN_TEXT} (or map a boolean column by its name "
+            f"alone, set when true), got {when!r}"
+        )
     return Flag(_name(value, f"{key}.column"), when)
+
+
+_WHEN_TEXT = " | ".join(f'"{form}"' for form in WHEN_FORMS)
 
 
 def describe(mapping: SchemaMapping) -> str:

@@ -127,12 +127,14 @@ def build_tables(mapping: SchemaMapping) -> MappedTables:
 
 
 def _flag_type(flag: Flag) -> TypeEngine[Any]:
-    return NullType() if flag.when == "null" else Boolean()
+    return NullType() if flag.when in ("null", "not_null") else Boolean()
 
 
 def _condition(column: Column[object], flag: Flag) -> ColumnElement[bool]:
     if flag.when == "null":
         return column.is_(None)
+    if flag.when == "not_null":
+        return column.is_not(None)
     return column.is_(flag.when == "true")
 
 

@@ -114,6 +114,35 @@ def test_null_and_false_flags_single_tenant(
     assert email_row(columns, row) == (None, 99, EmailRow(7, unread, auto_labeled, WHEN))
 
 
+BY_CATEGORY = parse_mapping(
+    {
+        "emails": {
+            "table": "app.messages",
+            "id": "message_id",
+            "category": "label_id",
+            "created_at": "received_at",
+            "unread": {"column": "read_at", "when": "null"},
+            "auto_labeled": {"column": "label_id", "when": "not_null"},
+        },
+        "categories": {"table": "app.labels", "id": "label_id", "name": "title"},
+    },
+    source="by-category.toml",
+)
+
+
+@pytest.mark.parametrize(
+    ("label", "category", "auto_labeled"), [("7", 7, True), (None, None, False)]
+)
+def test_not_null_flag_on_the_category_column(
+    label: str | None, category: int | None, auto_labeled: bool
+) -> None:
+    """when="not_null" is set by any value of the column, here the category itself: one column
+    read for two roles."""
+    columns = EmailColumns.of(BY_CATEGORY, MESSAGES)
+    row = ("2026-12-04 04:52:10.123456+01", None, "t", label, "99")
+    assert email_row(columns, row) == (None, 99, EmailRow(category, True, auto_labeled, WHEN))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -203,3 +203,26 @@ def test_published_changes_without_deltas_are_not_drift(
     drifted = [json.loads(line) for line in worker.lines if "recompute.drift" in line]
     assert {e["trigger"] for e in drifted} == {"schedule"}
     assert drift_by_trigger(settings) == {"schedule": {"breakdown": 2}}
+
+
+def test_dashcache_warm_counts_the_drift_it_repairs(
+    settings: Settings, warmed: KeySchema, logs: list[dict[str, Any]]
+) -> None:
+    """Raw SQL nobody published: `verify` lists the differences, `warm` repairs them and counts
+    them as `warm` (logged, shown by `stats`), and a second `warm` finds none."""
+    code, out, _ = run(settings, "verify")
+    assert code == 1, out
+    assert "2 differ" in out, out
+    code, out, err = run(settings, "warm")
+    assert code == 0, err
+    assert drift_logs(logs) == [
+        (warmed.value(Kind.BREAKDOWN, 2), "warm"),
+        (warmed.value(Kind.BREAKDOWN, None), "warm"),
+    ]
+    assert drift_by_trigger(settings) == {"warm": {"breakdown": 2}}
+    code, out, _ = run(settings, "stats")
+    assert code == 0
+    assert "breakdown 2" in out, out
+    assert run(settings, "warm")[0] == 0
+    assert run(settings, "verify")[0] == 0
+    assert drift_by_trigger(settings) == {"warm": {"breakdown": 2}}

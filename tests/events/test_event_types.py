@@ -121,7 +121,8 @@ CONSTRUCTED: list[tuple[Any, str]] = [
     (lambda: EmailCreated(1, 9, EmailRow(False, True, False, ROW.created_at)), "after.category_id"),
     (lambda: EmailCreated(1, 9, EmailRow(3, True, False, NAIVE)), "after.created_at"),
     (lambda: CategoriesChanged((1, -2)), "category_ids[1]"),
-    (lambda: CategoriesChanged([1]), "category_ids"),
+    (lambda: CategoriesChanged("12"), "category_ids"),
+    (lambda: CategoriesChanged(None), "category_ids"),
     (lambda: CategoriesChanged((1,), "merged"), "change"),
 ]
 
@@ -160,3 +161,44 @@ def test_constructor_and_wire_form_give_the_same_message() -> None:
             decode_batch([wire], max_batch=10)
         assert str(decoded.value) == f"events[0].{built.value}"
         assert decoded.value.field == f"events[0].{built.value.field}"
+
+
+def test_category_ids_take_any_sequence_and_change_its_value() -> None:
+    """A list (the wire form's), a tuple or a range of ids, and `change` as the member or its
+    string value, build the same event, which keeps a tuple and the member."""
+    built = CategoriesChanged([10, 11], "renamed")
+    assert built == CategoriesChanged((10, 11), CategoryChange.RENAMED)
+    assert built == CategoriesChanged(range(10, 12), change="renamed")
+    assert built.category_ids == (10, 11)
+    assert built.change is CategoryChange.RENAMED
+    assert hash(built) == hash(CategoriesChanged((10, 11), CategoryChange.RENAMED))
+    assert decode_event(encode_event(built)) == built
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: CategoriesChanged([1], "merged"),
+            "change must be one of 'created', 'renamed', 'deleted' (a CategoryChange or its "
+            "value), got 'merged'",
+        ),
+        (
+            lambda: CategoriesChanged("12"),
+            "category_ids must be a sequence of ids (a list or a tuple of integers), got '12'",
+        ),
+        (lambda: CategoriesChanged([1, "2"]), "category_ids[1] must be an integer id, got '2'"),
+        (
+            lambda: decode_event({"type": "email.moved"}),
+            "event.type must be one of 'email.created', 'email.updated', 'email.deleted', "
+            "'categories.changed', got 'email.moved'",
+        ),
+        (lambda: decode_batch({"type": "x"}, 10), "an event batch must be a JSON array of events"),
+        (lambda: decode_event(7), "event must be a JSON object, got int 7"),
+    ],
+)
+def test_refusals_say_what_was_given_and_what_is_allowed(build: Any, message: str) -> None:
+    """Each refusal names what is allowed and what it got, and never refuses what it lists."""
+    with pytest.raises(InvalidEvent) as raised:
+        build()
+    assert str(raised.value).startswith(message)

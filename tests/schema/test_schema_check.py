@@ -80,7 +80,11 @@ def messages(pg: Engine) -> Iterator[Engine]:
         (('id = "id"\naccount', 'id = "id"\nowner = "x"\naccount'), "emails.owner: unknown key"),
         (("[emails]", "[mails]\nx = 1\n[emails]"), "mails: unknown key"),
         (('created_at = "received_at"\n', ""), "emails.created_at: missing (required)"),
-        (('when = "false"', 'when = "true"'), 'emails.auto_labeled.when: must be "null" or'),
+        (
+            ('when = "false"', 'when = "not null"'),
+            'emails.auto_labeled.when: must be one of "false" | "null" | "not_null" (or map a '
+            "boolean column by its name alone, set when true), got 'not null'",
+        ),
         (
             ('when = "false" }', 'when = "false", colum = "x" }'),
             "emails.auto_labeled.colum: unknown",
