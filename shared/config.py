@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from dashcache.errors import ConfigError
+from dashcache.redis_url import PLAIN_SCHEMES, SENTINEL_SCHEMES, is_sentinel, parse_sentinel_url
 from dashcache.schema.mapping import load_mapping
 
 T = TypeVar("T")
 
 DEFAULT_DATABASE_URL = "sqlite:///dashcache.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+BROKER_SCHEMES = ("redis://", "rediss://", *SENTINEL_SCHEMES, "amqp")
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PG_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _LOG_FORMATS = ("auto", "json", "console")
@@ -133,11 +135,11 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every setting; raise `ConfigError` naming the first bad variable."""
         env = os.environ if env is None else env
-        redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis://", "rediss://", "unix://"))
+        redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, (*PLAIN_SCHEMES, *SENTINEL_SCHEMES))
         settings = cls(
             database_url=_url(env, "DATABASE_URL", DEFAULT_DATABASE_URL, ("sqlite", "postgresql")),
             redis_url=redis_url,
-            broker_url=_url(env, "CELERY_BROKER_URL", redis_url, ("redis://", "rediss://", "amqp")),
+            broker_url=_url(env, "CELERY_BROKER_URL", redis_url, BROKER_SCHEMES),
             key_prefix=_get(env, "DASHCACHE_KEY_PREFIX", "dashcache", str, _match_prefix),
             refresh_seconds=_get(env, "DASHCACHE_REFRESH_SECONDS", 60, int, _between(1, 86400)),
             ttl_seconds=_get(
@@ -251,9 +253,14 @@ def _get(
 
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
     def check(url: str) -> str | None:
-        if url.startswith(schemes):
-            return None
-        return "must start with one of " + ", ".join(schemes)
+        if not url.startswith(schemes):
+            return "must start with one of " + ", ".join(schemes)
+        if is_sentinel(url):
+            try:
+                parse_sentinel_url(url)
+            except ValueError as error:
+                return str(error)
+        return None
 
     return _get(env, name, default, str, check)
 

@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 
 from dashcache.config import Settings
+from dashcache.redis_url import celery_broker
 
 WARM_ALL = "dashcache.warm_all"
 """Recompute every scope in one pass (beat sends it to the schedule queue)."""
@@ -35,8 +36,12 @@ class TaskSender:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = Celery("dashcache-producer", broker=settings.broker_url, set_as_current=False)
+        broker_url, broker_options = celery_broker(settings.broker_url)
+        self.app = Celery("dashcache-producer", broker=broker_url, set_as_current=False)
         self.app.conf.update(
+            broker_read_url=broker_url,  # before CELERY_BROKER_URL, which Celery reads itself
+            broker_write_url=broker_url,
+            broker_transport_options=broker_options,
             task_serializer="json",
             accept_content=["json"],
             task_ignore_result=True,

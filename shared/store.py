@@ -22,6 +22,8 @@ from dashcache import codec
 from dashcache.fence import FENCED_WRITE_SCRIPT
 from dashcache.keys import KeySchema, Kind, Scope, parse_scope_token, scope_token
 from dashcache.logging import get_logger
+from dashcache.redis_url import is_sentinel, parse_sentinel_url
+from dashcache.sentinel import sentinel_client
 
 log = get_logger(__name__)
 
@@ -168,14 +170,16 @@ def make_redis(url: str, timeout_seconds: float, retry_timeouts: bool = True) ->
     errors: tuple[type[Exception], ...] = (redis.ConnectionError,)
     if retry_timeouts:
         errors += (redis.TimeoutError, TimeoutError)
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=1, supported_errors=errors),
-        protocol=2,
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": timeout_seconds,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=1, supported_errors=errors),
+        "protocol": 2,
+    }
+    if is_sentinel(url):
+        return sentinel_client(parse_sentinel_url(url), options)
+    return redis.Redis.from_url(url, **options)
 
 
 class RedisStore:

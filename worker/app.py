@@ -14,6 +14,7 @@ from dashcache.dispatch import INGEST_EVENTS, RECOMPUTE_TARGETS, WARM_ALL
 from dashcache.errors import SchemaError
 from dashcache.logging import configure_logging, get_logger, redact
 from dashcache.metrics import close_all
+from dashcache.redis_url import celery_broker
 from dashcache.schema.check import engine_for
 from dashcache.worker.runtime import reset_runtime
 from dashcache.worker.schedule import beat_config
@@ -22,14 +23,22 @@ settings = Settings.from_env()
 log = get_logger(__name__)
 EXIT_SCHEMA = 2
 
+broker_url, broker_options = celery_broker(settings.broker_url)
 app = Celery("dashcache", include=["dashcache.worker.tasks"])
 app.conf.update(
-    broker_url=settings.broker_url,
+    # Celery lets CELERY_BROKER_URL (dashcache's own setting) override broker_url; the read and
+    # write URLs come first, so a redis+sentinel:// value reaches kombu in its sentinel:// form.
+    broker_url=broker_url,
+    broker_read_url=broker_url,
+    broker_write_url=broker_url,
     broker_connection_retry=True,
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,
     # Above the hard time limit, so a running task is never delivered twice for being slow.
-    broker_transport_options={"visibility_timeout": 10 * settings.task_time_limit_seconds},
+    broker_transport_options={
+        "visibility_timeout": 10 * settings.task_time_limit_seconds,
+        **broker_options,
+    },
     task_serializer="json",
     accept_content=["json"],
     result_serializer="json",

@@ -8,6 +8,7 @@ from typing import Any
 from dashcache.config import Settings
 from dashcache.dispatch import WARM_ALL
 from dashcache.keys import KeySchema
+from dashcache.redis_url import redbeat_redis
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -38,16 +39,16 @@ def beat_lock_seconds(settings: Settings) -> int:
 def beat_config(settings: Settings) -> dict[str, Any]:
     """Celery settings of the singleton beat: schedule and lock in the cache Redis."""
     timeout = max(settings.redis_timeout_seconds, 5.0)
+    redbeat_url, redbeat_options = redbeat_redis(
+        settings.redis_url,
+        {"socket_timeout": timeout, "socket_connect_timeout": timeout, "health_check_interval": 30},
+    )
     return {
         "beat_schedule": beat_schedule(settings),
         "beat_scheduler": "dashcache.worker.beat:SingletonScheduler",
         "beat_max_loop_interval": beat_loop_seconds(settings),
-        "redbeat_redis_url": settings.redis_url,
+        "redbeat_redis_url": redbeat_url,
         "redbeat_key_prefix": KeySchema(settings.key_prefix).beat,
         "redbeat_lock_timeout": beat_lock_seconds(settings),
-        "redbeat_redis_options": {
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            "health_check_interval": 30,
-        },
+        "redbeat_redis_options": redbeat_options,
     }

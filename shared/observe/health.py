@@ -18,6 +18,7 @@ from dashcache.logging import redact
 from dashcache.observe.cdc import CdcStatus, read_cdc
 from dashcache.observe.freshness import Freshness, read_freshness
 from dashcache.observe.totals import read_totals
+from dashcache.sentinel import primary_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ def run_checks(
         checks.append(Check("schedule", False, "not checked: Redis unreachable"))
         checks.append(Check("freshness", False, "not checked: Redis unreachable"))
     else:
-        checks.append(Check("redis", True, "answers"))
+        checks.append(Check("redis", True, f"answers; writes go to {_primary(client)}"))
         checks.append(schedule_check(totals.last_scheduled_run, now, settings.refresh_seconds))
         checks.append(freshness_check(freshness, settings.soft_age))
         cdc = read_cdc(client, keys)
@@ -104,6 +105,13 @@ def run_checks(
             1, Check("database", False, f"cannot reach the database: {_first_line(error)}")
         )
     return checks
+
+
+def _primary(client: redis.Redis) -> str:
+    try:
+        return primary_of(client)
+    except redis.RedisError as error:
+        return f"an unknown primary ({_first_line(error)})"
 
 
 def _first_line(error: Exception) -> str:

@@ -84,7 +84,8 @@ def _values(data: dict[str, Any]) -> Html:
         tag("span", stats["scopes_warmed"], data_field="stats.scopes_warmed"),
         " scopes warmed, ",
         tag("span", stats["values_missing"], data_field="stats.values_missing"),
-        " values missing",
+        " values missing; writes go to ",
+        tag("span", data["settings"].get("redis_primary", "-"), data_field="redis.primary"),
     )
     return _section("Values", tag("table", head, *rows), summary)
 

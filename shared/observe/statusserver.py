@@ -16,6 +16,8 @@ from dashcache.logging import get_logger
 from dashcache.observe.status import read_status, unreachable
 from dashcache.observe.statusassets import CONTENT_SECURITY_POLICY
 from dashcache.observe.statuspage import page, panels
+from dashcache.redis_url import SENTINEL_SCHEMES
+from dashcache.sentinel import primary_of
 from dashcache.store import make_redis
 
 log = get_logger(__name__)
@@ -31,7 +33,9 @@ class StatusSource:
         self.settings = settings
         timeout = min(settings.redis_timeout_seconds, TIMEOUT_SECONDS)
         self.client = make_redis(settings.redis_url, timeout, retry_timeouts=False)
-        broker_is_redis = settings.broker_url.startswith(("redis://", "rediss://"))
+        broker_is_redis = settings.broker_url.startswith(
+            ("redis://", "rediss://", *SENTINEL_SCHEMES)
+        )
         self.broker = (
             make_redis(settings.broker_url, timeout, retry_timeouts=False)
             if broker_is_redis
@@ -42,7 +46,9 @@ class StatusSource:
         """The page's data now, or the "Redis unreachable" state."""
         now = clock.now()
         try:
-            return read_status(self.settings, self.client, self.broker, now)
+            data = read_status(self.settings, self.client, self.broker, now)
+            data["settings"]["redis_primary"] = primary_of(self.client)
+            return data
         except redis.RedisError as error:
             return unreachable(self.settings, error, now)
 

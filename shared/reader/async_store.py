@@ -3,6 +3,8 @@ and fenced write (the same script, planned by `FencedWritePlan`), on `redis.asyn
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -11,24 +13,29 @@ from redis.backoff import ExponentialBackoff
 from dashcache.fence import FENCED_WRITE_SCRIPT
 from dashcache.keys import KeySchema
 from dashcache.recompute import RecomputeResult
+from dashcache.redis_url import is_sentinel, parse_sentinel_url
+from dashcache.sentinel import async_sentinel_client
 from dashcache.store import FencedWritePlan
 
 
 def make_async_redis(url: str, timeout_seconds: float) -> aioredis.Redis:
     """An asyncio client configured like the sync reader's (`make_redis(..., False)`): explicit
     timeouts, RESP2, a broken connection retried once, a timeout never retried."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-        health_check_interval=30,
-        retry=Retry(
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": timeout_seconds,
+        "health_check_interval": 30,
+        "retry": Retry(
             ExponentialBackoff(cap=0.2, base=0.01),
             retries=1,
             supported_errors=(redis.ConnectionError,),
         ),
-        protocol=2,
-    )
+        "protocol": 2,
+    }
+    if is_sentinel(url):
+        client: aioredis.Redis = async_sentinel_client(parse_sentinel_url(url), options)
+        return client
+    return aioredis.Redis.from_url(url, **options)
 
 
 class AsyncRedisStore:

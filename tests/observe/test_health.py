@@ -20,7 +20,7 @@ from dashcache.metrics import Metrics
 from dashcache.observe.freshness import freshness_from
 from dashcache.observe.health import schedule_check
 from dashcache.redis_server import RedisServer
-from dashcache.store import Envelope, RedisStore, Write
+from dashcache.store import Envelope, RedisStore, Write, make_redis
 from tests.helpers import NOW
 
 CLOSED_DB = "postgresql+psycopg2://postgres@127.0.0.1:1/none"
@@ -38,7 +38,7 @@ def invoke(settings: Settings, *args: str) -> Result:
 
 def write_value(settings: Settings, age_seconds: float, account_id: int | None = None) -> None:
     """Store both kinds of a scope, computed `age_seconds` ago."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = make_redis(settings.redis_url, 5.0)
     store = RedisStore(client, KeySchema(settings.key_prefix), settings.ttl_seconds)
     computed_at = clock.now() - timedelta(seconds=age_seconds)
     envelope = Envelope({"total_emails": 1}, computed_at, store.take_ticket())
@@ -48,7 +48,7 @@ def write_value(settings: Settings, age_seconds: float, account_id: int | None =
 
 def record_run(settings: Settings, age_seconds: float) -> None:
     """Note a successful scheduled run `age_seconds` ago, flushed."""
-    metrics = Metrics(redis.Redis.from_url(settings.redis_url), KeySchema(settings.key_prefix), 60)
+    metrics = Metrics(make_redis(settings.redis_url, 5.0), KeySchema(settings.key_prefix), 60)
     metrics.record_scheduled_run(clock.now() - timedelta(seconds=age_seconds))
     metrics.close()
 
@@ -70,7 +70,9 @@ def test_healthy_exits_zero(healthy: Settings) -> None:
     """With Redis and the database answering, a recent run and fresh values, health exits 0."""
     result = invoke(healthy, "health")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("ok: redis: answers; database: answers;")
+    assert result.output.startswith(
+        "ok: redis: answers; writes go to 127.0.0.1:6379; database: answers;"
+    )
 
 
 def test_no_scheduled_run_fails(settings: Settings) -> None:
