@@ -1,10 +1,12 @@
 """Readers start without the database: built while PostgreSQL is unreachable they serve what
 Redis holds; the schema mapping is checked when the database is first needed, and again after a
-failed check, so a mapping that does not fit is still named by its key."""
+failed check, so a mapping that does not fit is still named by its key; and a reader made before
+a fork reads in the child."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -125,3 +127,30 @@ def test_a_mapping_that_does_not_fit_is_named_at_the_first_database_use(
                 await async_reader.get_aggregates(account_id=3)
 
     asyncio.run(read_async())
+
+
+def test_a_reader_made_before_a_fork_reads_in_the_child(
+    settings: Settings, app: AppSchema, store: RedisStore
+) -> None:
+    """A sync reader made (and used for a hit) before `fork` serves the child: a hit, and a miss
+    whose fallback runs the mapping check there; the parent's reads go on after."""
+    reader = DashboardReader.from_settings(replace(settings, schema_file=app.mapping_file))
+    try:
+        assert reader.get_aggregates(account_id=1).source == "cache"
+        forget(store, 2)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                hit = reader.get_aggregates(account_id=1)
+                miss = reader.get_aggregates(account_id=2)
+                fits = miss.data == app.truth(2, miss.computed_at)[0]
+                os._exit(0 if (hit.source, miss.source, fits) == ("cache", "fallback", True) else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child's hit or fallback failed"
+        assert reader.get_aggregates(account_id=2).source == "cache"  # the child's value
+        forget(store, 3)
+        assert reader.get_aggregates(account_id=3).source == "fallback"
+    finally:
+        reader.close()
