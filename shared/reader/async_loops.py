@@ -125,8 +125,8 @@ class LoopLocal(Generic[T]):
             if loop is here:
                 await guard.aclose()
             elif loop.is_running():
-                done = asyncio.run_coroutine_threadsafe(_closed(guard), loop)
-                try:
+                try:  # RuntimeError: that loop closed meanwhile (its shutdown closed the part)
+                    done = asyncio.run_coroutine_threadsafe(_closed(guard), loop)
                     await asyncio.wait_for(asyncio.wrap_future(done), OTHER_LOOP_CLOSE_SECONDS)
                 except (TimeoutError, RuntimeError) as error:
                     log.warning("reader.loop_close_failed", error=f"{type(error).__name__}")
