@@ -5,8 +5,10 @@
     curl 'http://127.0.0.1:8000/api/dashboard/stats'              # from the cache
     curl 'http://127.0.0.1:8000/api/dashboard/stats?fresh=true'   # from the database now
 
-The reader is created and closed by the lifespan, one per worker process; routes get a
-`DashboardRepository` through a dependency, the same two methods the app's repository had.
+Routes get a `DashboardRepository` (the same two methods the app's repository had) from a plain
+dependency function, no `Request`: the process's default reader serves whichever event loop
+calls it (uvicorn's, a `TestClient`'s new loop per request, a reload's new process), and starts
+without the database. The lifespan only releases its connections at shutdown.
 """
 
 from __future__ import annotations
@@ -15,26 +17,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException
 
-from dashcache.async_reader import AsyncDashboardReader, DashboardRepository
+from dashcache.async_reader import DashboardRepository, default_reader
 from dashcache.errors import CacheUnavailable, DashboardUnavailable
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """One reader per worker process, closed at shutdown."""
-    async with AsyncDashboardReader.from_env() as reader:
-        app.state.dashboard_reader = reader
-        yield
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    """Release the reader's connections at shutdown (it connects again if used afterwards)."""
+    yield
+    await default_reader().aclose()
 
 
 app = FastAPI(lifespan=lifespan)
 
 
-def dashboard_repository(request: Request) -> DashboardRepository:
+def dashboard_repository() -> DashboardRepository:
     """The repository of the request (all accounts here; pass the user's account id instead)."""
-    return DashboardRepository(request.app.state.dashboard_reader)
+    return DashboardRepository(default_reader())
 
 
 Repository = Annotated[DashboardRepository, Depends(dashboard_repository)]

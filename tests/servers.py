@@ -8,6 +8,8 @@ import socket
 import subprocess
 import threading
 
+from sqlalchemy.engine import make_url
+
 from dashcache.redis_server import free_port
 
 
@@ -31,6 +33,17 @@ class TcpProxy:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self.restore()
+
+    @classmethod
+    def of_database(cls, url: str) -> TcpProxy:
+        """A proxy in front of the server of a database URL (see `database_url`)."""
+        parsed = make_url(url)
+        return cls((parsed.host or "127.0.0.1", parsed.port or 5432))
+
+    def database_url(self, url: str) -> str:
+        """`url` with its host and port replaced by this proxy's."""
+        proxied = make_url(url).set(host="127.0.0.1", port=self.port)
+        return proxied.render_as_string(hide_password=False)
 
     def restore(self) -> None:
         """Accept and forward connections again."""

@@ -1,7 +1,7 @@
 """The reader for asyncio web processes (FastAPI on uvicorn, say): Redis first, the database only
 when needed, and the event loop never waits on either.
 
-    reader = AsyncDashboardReader.from_env()          # at import or in a lifespan; one per loop
+    reader = AsyncDashboardReader.from_env()          # at import, in a lifespan, a cached factory
     v = await reader.get_aggregates(account_id=None)  # the same DashboardValue as the sync reader
     b = await reader.get_category_breakdown(limit=10, account_id=42, max_age=30)
     await reader.aclose()                             # or: async with AsyncDashboardReader...
@@ -9,11 +9,15 @@ when needed, and the event loop never waits on either.
 The same settings, errors, metrics and guarantees as `dashcache.reader.DashboardReader` (see its
 docstring), with the pure rules shared (shared/reader/rules.py), and these asyncio parts:
 
+- Any event loop: each loop that reads gets its own Redis pool, in-flight tasks, slots and
+  probes on its first read, released as that loop shuts down (async_loops.py); a hit looks its
+  loop up in a dict. Nothing connects at construction, the database included.
 - Redis through `redis.asyncio`; a hit is one GET and a parse.
-- A miss: one task per key per process (async_inflight.py) runs the single flight of
-  async_singleflight.py (the sync reader's lock and channel, so both kinds of reader
-  coalesce), so concurrent coroutines share one computation and one wait.
-- The database is only used in a pool of DASHCACHE_COMPUTE_LIMIT threads (async_slots.py).
+- A miss: one task per key per loop (async_inflight.py) runs the single flight of
+  async_singleflight.py (the sync reader's lock and channel, so both kinds of reader, and
+  several loops, coalesce), so concurrent coroutines share one computation and one wait.
+- The database is only used in the reader's pool of DASHCACHE_COMPUTE_LIMIT threads
+  (async_slots.py), shared by every loop; the mapping is checked there at first use.
 - A cancelled read (client gone) cancels the shared task once no coroutine waits for it; the lock
   is released (`abandoned` wakes the waiters), the slot is freed when its query finishes.
 """
@@ -28,7 +32,7 @@ from types import TracebackType
 from typing import Literal
 
 from redis import RedisError
-from sqlalchemy import Engine
+from redis import asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashcache import clock
@@ -36,13 +40,13 @@ from dashcache.config import Settings
 from dashcache.keys import KeySchema, Kind, Scope, check_read_options
 from dashcache.metrics import Metrics, RecomputeOutcome, metrics_for
 from dashcache.reader.async_inflight import InFlight
+from dashcache.reader.async_loops import LoopLocal, LoopParts
 from dashcache.reader.async_redis_health import AsyncRedisHealth
 from dashcache.reader.async_refresh import AsyncRefreshRequester
-from dashcache.reader.async_singleflight import AsyncSingleFlight
-from dashcache.reader.async_slots import AsyncComputeSlots
-from dashcache.reader.async_store import AsyncRedisStore, make_async_redis
+from dashcache.reader.async_slots import ComputeThreads
+from dashcache.reader.async_store import AsyncRedisStore
 from dashcache.reader.breaker import CircuitBreaker
-from dashcache.reader.database import is_single_tenant, reader_engine
+from dashcache.reader.database import ReaderDatabase
 from dashcache.reader.rules import (
     LOG_INTERVAL_SECONDS,
     DashboardValue,
@@ -57,58 +61,74 @@ from dashcache.reader.rules import (
 )
 from dashcache.reader.throttle import ThrottledLog
 from dashcache.reads import read_mark
-from dashcache.recompute import compute_unwritten
 
 
 class AsyncDashboardReader:
-    """Reads dashboard values for one deployment (one key prefix) on one event loop."""
+    """Reads dashboard values for one deployment (one key prefix) on whichever event loop calls
+    it: each loop gets its own Redis pool and asyncio primitives (async_loops.py)."""
 
     def __init__(
         self,
         settings: Settings,
-        store: AsyncRedisStore,
-        engine: Engine,
+        database: ReaderDatabase,
         metrics: Metrics,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
-        self.client = store.client
-        self.engine = engine
-        self._single_tenant = is_single_tenant(engine)
+        self.keys = KeySchema(settings.key_prefix)
+        self.database = database
+        self.engine = database.engine
+        self._single_tenant = database.single_tenant
         self.metrics = metrics
         self.outages = ThrottledLog(__name__, LOG_INTERVAL_SECONDS)
         breaker = breaker or CircuitBreaker(
             settings.breaker_failures, settings.breaker_reset_seconds
         )
-        self.redis = AsyncRedisHealth(store.client, breaker, self.outages, settings.on_redis_down)
-        self.flight = AsyncSingleFlight(store.client, store.keys, settings.lock_seconds, self.redis)
-        self.inflight = InFlight()
-        self.slots = AsyncComputeSlots(settings.compute_limit)
-        self.refresher = AsyncRefreshRequester(settings, store.client, store.keys)
+        self.redis = AsyncRedisHealth(breaker, self.outages, settings.on_redis_down)
+        self.threads = ComputeThreads(settings.compute_limit)
+        self.refresher = AsyncRefreshRequester(settings, self.keys)
+        self.loops: LoopLocal[LoopParts] = LoopLocal(
+            lambda: LoopParts.connect(settings, self.keys, self.redis, self.threads),
+            LoopParts.aclose,
+        )
+        self._parts = self.loops.parts
         self._ttl = settings.ttl_seconds
         self._soft_age = settings.soft_age
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AsyncDashboardReader:
-        """A reader configured from the environment (see README, Configuration). Connects
-        lazily, so it can be built at import time or in a lifespan."""
+        """A reader configured from the environment (see README, Configuration). Connects to
+        nothing, so it can be built at import time, in a lifespan or in a cached factory."""
         return cls.from_settings(Settings.from_env(env))
 
     @classmethod
     def from_settings(
         cls, settings: Settings, breaker: CircuitBreaker | None = None
     ) -> AsyncDashboardReader:
-        """A reader with its own Redis client and database engine, both with short timeouts.
+        """A reader with its own Redis clients (one per event loop) and database engine, all
+        with short timeouts. Nothing connects here: a schema mapping is checked against the
+        database when a read first needs it (`dashcache.reader.database.ReaderDatabase`)."""
+        return cls(settings, ReaderDatabase.from_settings(settings), metrics_for(settings), breaker)
 
-        A schema mapping is checked against the database here, once (a blocking call: make the
-        reader at import or in a lifespan, not per request).
-        """
-        client = make_async_redis(settings.redis_url, settings.redis_timeout_seconds)
-        keys = KeySchema(settings.key_prefix)
-        store = AsyncRedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
-        engine = reader_engine(settings)
-        return cls(settings, store, engine, metrics_for(settings), breaker)
+    @property
+    def parts(self) -> LoopParts:
+        """The running event loop's client, store, single flight, in-flight tasks and slots."""
+        return self._parts.get(asyncio.get_running_loop()) or self.loops.attach()
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The running event loop's Redis client."""
+        return self.parts.client
+
+    @property
+    def store(self) -> AsyncRedisStore:
+        """The running event loop's store."""
+        return self.parts.store
+
+    @property
+    def inflight(self) -> InFlight:
+        """The running event loop's shared reads."""
+        return self.parts.inflight
 
     async def get_aggregates(
         self, account_id: Scope = None, *, fresh: bool = False, max_age: float | None = None
@@ -136,13 +156,12 @@ class AsyncDashboardReader:
 
     async def aclose(self) -> None:
         """Cancel shared reads and probes still running, finish refresh requests in flight and
-        the computations' threads; release Redis, broker and database connections."""
-        await self.inflight.aclose()
-        await self.redis.aclose()
-        await asyncio.to_thread(self.slots.close)
+        the computations' threads; release Redis, broker and database connections, of every
+        loop (`LoopLocal.aclose`). The reader stays usable: a later read connects again."""
+        await self.loops.aclose()
+        await asyncio.to_thread(self.threads.close)
         await asyncio.to_thread(self.refresher.close)
-        await asyncio.to_thread(self.engine.dispose)
-        await self.client.aclose()
+        await asyncio.to_thread(self.database.dispose)
 
     async def __aenter__(self) -> AsyncDashboardReader:
         return self
@@ -160,77 +179,84 @@ class AsyncDashboardReader:
     ) -> Found:
         if fresh is not False or max_age is not None:
             check_read_options(fresh, max_age)
+        parts = self._parts.get(asyncio.get_running_loop()) or self.loops.attach()
         try:
             if not self.redis.up:
-                self.redis.probe_if_due()
+                self.redis.probe_if_due(parts.client, parts.probes)
                 if fresh:
-                    return await self._compute(kind, account_id, "fresh", False)
-                return await self._without_redis(kind, account_id)
+                    return await self._compute(parts, kind, account_id, "fresh", False)
+                return await self._without_redis(parts, kind, account_id)
             if fresh:
-                return await self._compute(kind, account_id, "fresh", True)
+                return await self._compute(parts, kind, account_id, "fresh", True)
             try:
-                raw = await self.client.get(self.store.keys.value(kind, account_id))
+                raw = await parts.client.get(self.keys.value(kind, account_id))
             except RedisError as error:
                 self.redis.failed(error)
-                return await self._without_redis(kind, account_id)
+                return await self._without_redis(parts, kind, account_id)
             self.redis.ok()
             found = usable(raw, self._ttl, self._soft_age, max_age)
             if found is None:
                 self.metrics.record_read(kind, "miss")
-                return await self._fill(kind, account_id, max_age)
+                return await self._fill(parts, kind, account_id, max_age)
         except Exception:
             self.metrics.record_read(kind, "error")
             raise
         if found[5]:
             self.metrics.record_read(kind, "stale")
-            await self._ask_refresh(account_id)
+            await self._ask_refresh(parts, account_id)
         else:
             self.metrics.record_hit(kind, account_id)
         return found
 
-    async def _fill(self, kind: Kind, account_id: Scope, max_age: float | None) -> Found:
-        """One task per key and `max_age` in this process; each caller gets its own data."""
-        found = await self.inflight.share(
-            (kind, account_id, max_age), lambda: self._fill_across(kind, account_id, max_age)
+    async def _fill(
+        self, parts: LoopParts, kind: Kind, account_id: Scope, max_age: float | None
+    ) -> Found:
+        """One task per key and `max_age` in this loop; each caller gets its own data."""
+        found = await parts.inflight.share(
+            (kind, account_id, max_age),
+            lambda: self._fill_across(parts, kind, account_id, max_age),
         )
         return (copy.deepcopy(found[0]), *found[1:])
 
-    async def _fill_across(self, kind: Kind, account_id: Scope, max_age: float | None) -> Found:
+    async def _fill_across(
+        self, parts: LoopParts, kind: Kind, account_id: Scope, max_age: float | None
+    ) -> Found:
         """Single flight across processes; Redis failing on the way: computed without it."""
         deadline = time.monotonic() + self.settings.wait_seconds
-        key = self.store.keys.value(kind, account_id)
+        key = self.keys.value(kind, account_id)
 
         async def fetch() -> Found | None:
-            return usable(await self.client.get(key), self._ttl, self._soft_age, max_age)
+            return usable(await parts.client.get(key), self._ttl, self._soft_age, max_age)
 
         try:
-            return await self.flight.run(
+            return await parts.flight.run(
                 account_id,
                 fetch,
-                lambda: self._compute(kind, account_id, "fallback", True, deadline),
+                lambda: self._compute(parts, kind, account_id, "fallback", True, deadline),
                 deadline,
             )
         except RedisError as error:
             self.redis.failed(error)
-            return await self._without_redis_once(kind, account_id)
+            return await self._without_redis_once(parts, kind, account_id)
 
-    async def _without_redis(self, kind: Kind, account_id: Scope) -> Found:
-        """Computed from the database, once per key in this process for concurrent callers."""
+    async def _without_redis(self, parts: LoopParts, kind: Kind, account_id: Scope) -> Found:
+        """Computed from the database, once per key in this loop for concurrent callers."""
         if self.settings.on_redis_down == "error":
             raise redis_down_error()
-        found = await self.inflight.share(
+        found = await parts.inflight.share(
             ("without-redis", kind, account_id),
-            lambda: self._without_redis_once(kind, account_id),
+            lambda: self._without_redis_once(parts, kind, account_id),
         )
         return (copy.deepcopy(found[0]), *found[1:])
 
-    async def _without_redis_once(self, kind: Kind, account_id: Scope) -> Found:
+    async def _without_redis_once(self, parts: LoopParts, kind: Kind, account_id: Scope) -> Found:
         if self.settings.on_redis_down == "error":
             raise redis_down_error()
-        return await self._compute(kind, account_id, "fallback", False)
+        return await self._compute(parts, kind, account_id, "fallback", False)
 
     async def _compute(
         self,
+        parts: LoopParts,
         kind: Kind,
         account_id: Scope,
         source: Literal["fallback", "fresh"],
@@ -239,16 +265,12 @@ class AsyncDashboardReader:
     ) -> Found:
         """Compute the scope in a pool thread; write it through the fence if Redis answers."""
         deadline = deadline or time.monotonic() + self.settings.wait_seconds
-        async with self.slots.hold(deadline) as slot:
+        async with parts.slots.hold(deadline) as slot:
             started = time.perf_counter()
-            generation = await self._ticket() if use_redis else 0
+            generation = await self._ticket(parts) if use_redis else 0
             try:
                 result = await slot.run(
-                    compute_unwritten,
-                    self.engine,
-                    account_id,
-                    self.settings.max_breakdown,
-                    generation,
+                    self.database.compute, account_id, self.settings.max_breakdown, generation
                 )
             except SQLAlchemyError as error:
                 self.metrics.record_recompute(source, "error", time.perf_counter() - started)
@@ -256,12 +278,12 @@ class AsyncDashboardReader:
         outcome: RecomputeOutcome = "error"  # until stored: Redis down or failing
         if generation:
             try:
-                result = await self.store.write_result(result)
+                result = await parts.store.write_result(result)
                 outcome = result.outcome
                 if source == "fallback" and account_id is not None:
                     # A miss: the account is read again (dashcache.reads); not on the hit path.
                     mark = read_mark(account_id, clock.now())
-                    await self.store.client.zadd(self.store.keys.reads, mark)
+                    await parts.client.zadd(self.keys.reads, mark)
             except RedisError as error:
                 self.redis.failed(error)
         duration = time.perf_counter() - started
@@ -269,18 +291,18 @@ class AsyncDashboardReader:
             result, kind, account_id, source, outcome, duration, self.metrics, self.outages
         )
 
-    async def _ticket(self) -> int:
+    async def _ticket(self, parts: LoopParts) -> int:
         """A generation ticket, or 0 when Redis does not answer (the value is then not stored)."""
         try:
-            generation = await self.store.take_ticket()
+            generation = await parts.store.take_ticket()
         except RedisError as error:
             self.redis.failed(error)
             return 0
         self.redis.ok()
         return generation
 
-    async def _ask_refresh(self, account_id: Scope) -> None:
+    async def _ask_refresh(self, parts: LoopParts, account_id: Scope) -> None:
         try:
-            await self.refresher.request(account_id)
+            await self.refresher.request(parts.client, account_id)
         except RedisError as error:
             self.redis.failed(error)

@@ -12,20 +12,20 @@ from dashcache.reader.refresh import RefreshSender
 
 
 class AsyncRefreshRequester(RefreshSender):
-    """Sends `warm_scope` for stale scopes, at most once per scope per `refresh_seconds`."""
+    """Sends `warm_scope` for stale scopes, at most once per scope per `refresh_seconds`; one per
+    reader, whatever the event loop (the marker is taken with that loop's client)."""
 
-    def __init__(self, settings: Settings, client: aioredis.Redis, keys: KeySchema) -> None:
+    def __init__(self, settings: Settings, keys: KeySchema) -> None:
         super().__init__(settings)
-        self.client = client
         self.keys = keys
 
-    async def request(self, account_id: Scope) -> bool:
+    async def request(self, client: aioredis.Redis, account_id: Scope) -> bool:
         """Ask for a refresh unless one was asked for within the interval; True if asked now.
 
-        Costs one Redis round trip; raises `redis.RedisError` like any Redis call.
+        Costs one Redis round trip on `client`; raises `redis.RedisError` like any Redis call.
         """
         marker = self.keys.refresh(account_id)
-        if not await self.client.set(marker, b"1", nx=True, px=self.interval * 1000):
+        if not await client.set(marker, b"1", nx=True, px=self.interval * 1000):
             return False
         self.send_later(account_id)
         return True

@@ -1,15 +1,19 @@
-"""The asyncio reader's compute slots: at most `limit` database computations of a process at once,
-each run in a thread of a pool of exactly `limit` threads, so the event loop never waits on the
+"""The asyncio reader's compute slots: at most `limit` database computations at once, each run in
+a thread of the reader's pool of exactly `limit` threads, so the event loop never waits on the
 database.
 
-A slot is held until its thread finishes, not merely until its caller stops waiting: a cancelled
-request cannot let a new computation start next to a query still running. A caller waits for a
-slot until its deadline, then gets `DashboardUnavailable`.
+The pool (`ComputeThreads`) is the reader's, shared by every event loop that reads through it, so
+the process never runs more than `limit` queries at once whatever its number of loops. The slots
+in front of it (`AsyncComputeSlots`, an asyncio semaphore) belong to one loop. A slot is held
+until its thread finishes, not merely until its caller stops waiting: a cancelled request cannot
+let a new computation start next to a query still running. A caller waits for a slot until its
+deadline, then gets `DashboardUnavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,13 +53,43 @@ class Slot:
         running.add_done_callback(finished)
 
 
-class AsyncComputeSlots:
-    """At most `limit` computations at a time; a caller waits for a slot until its deadline."""
+class ComputeThreads:
+    """A reader's pool of `limit` threads, made on first use; `close` stops it, and a later use
+    makes a new one (thread-safe)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._free = asyncio.Semaphore(limit)
-        self._pool = ThreadPoolExecutor(limit, thread_name_prefix="dashcache-compute")
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def pool(self) -> ThreadPoolExecutor:
+        """The running pool."""
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        self.limit, thread_name_prefix="dashcache-compute"
+                    )
+                pool = self._pool
+        return pool
+
+    def close(self) -> None:
+        """Wait for the computations still running, then stop the threads (blocking)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class AsyncComputeSlots:
+    """One event loop's slots in front of the reader's threads: at most `limit` computations at
+    a time; a caller waits for a slot until its deadline."""
+
+    def __init__(self, threads: ComputeThreads) -> None:
+        self.limit = threads.limit
+        self._threads = threads
+        self._free = asyncio.Semaphore(threads.limit)
 
     @asynccontextmanager
     async def hold(self, deadline: float) -> AsyncIterator[Slot]:
@@ -68,12 +102,8 @@ class AsyncComputeSlots:
                 f"{self.limit} dashboard computations are already running in this process "
                 "(DASHCACHE_COMPUTE_LIMIT) and none finished in time; retry shortly"
             ) from None
-        slot = Slot(self._pool)
+        slot = Slot(self._threads.pool())
         try:
             yield slot
         finally:
             slot.free(self._free.release)
-
-    def close(self) -> None:
-        """Wait for the computations still running, then stop the threads (blocking)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)

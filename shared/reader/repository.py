@@ -1,7 +1,13 @@
-"""The email app's repository on the asyncio reader: the same two methods, the same shapes."""
+"""The email app's repository on the asyncio reader: the same two methods, the same shapes; and
+the process's default reader, for a plain dependency function that gets no `Request`:
+
+    def dashboard_repository() -> DashboardRepository:   # FastAPI: Depends(dashboard_repository)
+        return DashboardRepository(default_reader())
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from dashcache.keys import Scope, check_account_id
@@ -27,3 +33,19 @@ class DashboardRepository:
         """Category name -> email count, count desc then name, at most `limit` entries."""
         value = await self.reader.get_category_breakdown(limit, self.account_id, fresh=fresh)
         return value.data
+
+
+_default: AsyncDashboardReader | None = None
+_default_lock = threading.Lock()
+
+
+def default_reader() -> AsyncDashboardReader:
+    """This process's asyncio reader, configured from the environment on first use (connecting
+    to nothing then). It serves every event loop that calls it; `await default_reader().aclose()`
+    at shutdown releases its connections, and it connects again if it is used afterwards."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = AsyncDashboardReader.from_env()
+    return _default

@@ -23,6 +23,8 @@ What one read does:
   escapes.
 - Every database computation holds one of the process's DASHCACHE_COMPUTE_LIMIT slots
   (shared/reader/slots.py). The database failing, or no slot in time: `DashboardUnavailable`.
+- Start-up connects to nothing, so a reader serves what Redis holds while the database is down;
+  a schema mapping is checked by the first computation (shared/reader/database.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from dashcache.config import Settings
 from dashcache.keys import KeySchema, Kind, Scope, check_read_options
 from dashcache.metrics import Metrics, RecomputeOutcome, metrics_for
 from dashcache.reader.breaker import CircuitBreaker
-from dashcache.reader.database import is_single_tenant, reader_engine
+from dashcache.reader.database import ReaderDatabase
 from dashcache.reader.redis_health import RedisHealth
 from dashcache.reader.refresh import RefreshRequester
 from dashcache.reader.rules import (
@@ -60,7 +62,7 @@ from dashcache.reader.singleflight import SingleFlight
 from dashcache.reader.slots import ComputeSlots
 from dashcache.reader.throttle import ThrottledLog
 from dashcache.reads import read_mark
-from dashcache.recompute import compute_unwritten, write_result
+from dashcache.recompute import write_result
 from dashcache.store import RedisStore, make_redis
 
 __all__ = ["LOG_INTERVAL_SECONDS", "DashboardReader", "DashboardValue", "Found", "Source"]
@@ -73,13 +75,16 @@ class DashboardReader:
         self,
         settings: Settings,
         store: RedisStore,
-        engine: Engine,
+        database: ReaderDatabase | Engine,
         metrics: Metrics,
         breaker: CircuitBreaker | None = None,
     ) -> None:
+        if not isinstance(database, ReaderDatabase):
+            database = ReaderDatabase.of(database)
         self.settings = settings
         self.store = store
-        self.engine = engine
+        self.database = database
+        self.engine = database.engine
         self.metrics = metrics
         self.outages = ThrottledLog(__name__, LOG_INTERVAL_SECONDS)
         breaker = breaker or CircuitBreaker(
@@ -91,7 +96,7 @@ class DashboardReader:
         self.refresher = RefreshRequester(settings, store.client, store.keys)
         self._ttl = settings.ttl_seconds
         self._soft_age = settings.soft_age
-        self._single_tenant = is_single_tenant(engine)
+        self._single_tenant = database.single_tenant
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardReader:
@@ -104,14 +109,15 @@ class DashboardReader:
     ) -> DashboardReader:
         """A reader with its own Redis client and database engine, both with short timeouts.
 
-        A schema mapping (DASHCACHE_SCHEMA_FILE) is checked against the database here
-        (`dashcache.reader.database.reader_engine`).
+        Nothing connects here: the reader starts without Redis or the database. A schema
+        mapping (DASHCACHE_SCHEMA_FILE) is checked against the database when a read first needs
+        it (`dashcache.reader.database.ReaderDatabase`).
         """
-        engine = reader_engine(settings)
+        database = ReaderDatabase.from_settings(settings)
         client = make_redis(settings.redis_url, settings.redis_timeout_seconds, False)
         keys = KeySchema(settings.key_prefix)
         store = RedisStore(client, keys, settings.ttl_seconds, settings.max_value_bytes)
-        return cls(settings, store, engine, metrics_for(settings), breaker)
+        return cls(settings, store, database, metrics_for(settings), breaker)
 
     def get_aggregates(
         self, account_id: Scope = None, *, fresh: bool = False, max_age: float | None = None
@@ -141,7 +147,7 @@ class DashboardReader:
         """Finish refresh requests in flight; release Redis, broker and database connections."""
         self.refresher.close()
         self.store.client.close()
-        self.engine.dispose()
+        self.database.dispose()
 
     def _read(self, kind: Kind, account_id: Scope, fresh: bool, max_age: float | None) -> Found:
         if fresh is not False or max_age is not None:
@@ -203,9 +209,7 @@ class DashboardReader:
             started = time.perf_counter()
             generation = self._ticket() if use_redis else 0
             try:
-                result = compute_unwritten(
-                    self.engine, account_id, self.settings.max_breakdown, generation
-                )
+                result = self.database.compute(account_id, self.settings.max_breakdown, generation)
             except SQLAlchemyError as error:
                 self.metrics.record_recompute(source, "error", time.perf_counter() - started)
                 raise database_failed(error, self.outages) from error
