@@ -134,7 +134,7 @@ HOSTILE = Variant(
     cat_name='ti"tle',
 )
 SINGLE = Variant(
-    "single-tenant, when=false and when=null flags",
+    "single-tenant (the email app's shape), when=false and when=not_null flags",
     schema="app",
     emails="emails",
     categories="categories",
@@ -144,8 +144,8 @@ SINGLE = Variant(
     created_at="created_at",
     unread="is_read",
     unread_when="false",
-    auto="labeled_manually_at",
-    auto_when="null",
+    auto="category_id",
+    auto_when="not_null",
     cat_id="id",
     cat_name="name",
 )

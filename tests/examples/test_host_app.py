@@ -33,8 +33,9 @@ REQUESTS = 30
 
 @pytest.fixture
 def app(pg: Engine, tmp_path: Path) -> Iterator[AppSchema]:
-    """The email app's single-tenant shape (`is_read` as `when = "false"`, a manual-label
-    timestamp as `when = "null"`), 120 emails."""
+    """The email app's single-tenant shape (`is_read` as `when = "false"`, auto-labeled when
+    it has a category: `auto_labeled = { column = "category_id", when = "not_null" }`), 120
+    emails."""
     with app_schema(pg, SINGLE, tmp_path, CATEGORIES) as schema:
         schema.add(random_emails(120, 1, None, len(CATEGORIES)))
         yield schema
