@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import redis
@@ -104,17 +104,30 @@ def truth(engine: Engine, kind: Kind, scope: Scope, as_of: str, max_breakdown: i
     return to_data(stats, kind)
 
 
+@dataclass(frozen=True)
+class Settled:
+    """Whether keys are settled: false, and shown (in a timed-out wait), with what is not."""
+
+    unsettled: str = ""
+
+    def __bool__(self) -> bool:
+        return not self.unsettled
+
+    def __repr__(self) -> str:
+        return self.unsettled or "settled"
+
+
 def settled(
     client: redis.Redis, settings: Settings, engine: Engine, keys: list[tuple[Kind, Scope]]
-) -> bool:
+) -> Settled:
     """True when no event run is pending or running and every key equals the database."""
-    if markers(client, settings):
-        return False
+    if found := markers(client, settings):
+        return Settled(f"markers {found}")
     for kind, scope in keys:
         stored = envelope(client, settings, kind, scope)
         if not stored:
-            return False
+            return Settled(f"{kind.value} of {scope} missing")
         expected = truth(engine, kind, scope, stored["computed_at"], settings.max_breakdown)
         if stored["data"] != expected:
-            return False
-    return True
+            return Settled(f"{kind.value} of {scope} holds {stored['data']}, not {expected}")
+    return Settled()

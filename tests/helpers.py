@@ -1,18 +1,20 @@
-"""Test helpers: insert emails and categories, store aged values, count queries, poll, capture
-logged events."""
+"""Test helpers: insert emails and categories, store aged values, count queries, poll observable
+state (Redis subscribers, PostgreSQL lock waiters), capture logged events."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event, insert
+import redis
+from sqlalchemy import Engine, event, insert, text
 
 from dashcache import clock
 from dashcache.keys import Kind, Scope
@@ -83,14 +85,66 @@ def count_queries(engine: Engine, table: str = "emails") -> list[str]:
     return seen
 
 
-def wait_until(check: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    """Poll `check` until it returns something true; fail naming `what` after `timeout` s."""
+WAIT_SECONDS = 60.0
+"""How long a test waits for state another thread or process brings about: far more than it takes
+on a loaded machine, as a wait ends as soon as the state is there."""
+POLL_SECONDS = 0.05
+
+
+def wait_until(
+    check: Callable[[], object],
+    what: str,
+    timeout: float = WAIT_SECONDS,
+    seen: Callable[[], object] | None = None,
+    poll: float = POLL_SECONDS,
+) -> Any:
+    """Poll `check` until it returns something true, and return that; after `timeout` s fail
+    naming `what` and the last thing seen (`seen()` if given, else `check`'s last result)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(_timed_out(what, timeout, seen() if seen else last))
+        time.sleep(poll)
+
+
+async def wait_until_async(
+    check: Callable[[], Awaitable[object]],
+    what: str,
+    timeout: float = WAIT_SECONDS,
+    seen: Callable[[], object] | None = None,
+) -> Any:
+    """`wait_until` inside an event loop: `check` is awaited, the loop runs between polls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = await check()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(_timed_out(what, timeout, seen() if seen else last))
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def _timed_out(what: str, timeout: float, last: object) -> str:
+    return f"timed out after {timeout} s waiting for {what}; last seen: {last!r}"
+
+
+def subscribers(client: redis.Redis, channel: str) -> int:
+    """How many connections are subscribed to `channel` now (PUBSUB NUMSUB)."""
+    counts: list[tuple[bytes, int]] = client.pubsub_numsub(channel)  # type: ignore[assignment]
+    return int(dict(counts)[channel.encode()])
+
+
+def lock_waiters(engine: Engine) -> int:
+    """How many backends of `engine`'s database wait on a lock now (pg_stat_activity)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with engine.connect() as conn:
+        return int(conn.scalar(query) or 0)
 
 
 class _EventCollector(logging.Handler):

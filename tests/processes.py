@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dashcache.bench.launcher import celery_command, celery_env, worker_args
 from dashcache.config import Settings
+from tests.helpers import WAIT_SECONDS
 
 
 class Process:
@@ -32,7 +33,7 @@ class Process:
             self.lines.append(line)
             self._fresh.put(line)
 
-    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+    def wait_for(self, text: str, timeout: float = WAIT_SECONDS) -> str:
         """Block until a stderr line containing `text` appears; fail with the output so far."""
         deadline = time.monotonic() + timeout
         for line in self.lines:
@@ -53,26 +54,30 @@ class Process:
             for line in self.lines:
                 if text in line:
                     return line
-        raise AssertionError(f"{text!r} not seen; output:\n" + "".join(self.lines[-40:]))
+        raise AssertionError(
+            f"{text!r} not seen within {timeout} s; output:\n" + "".join(self.lines[-40:])
+        )
 
-    def lines_with(self, text: str, count: int, timeout: float = 20.0) -> list[str]:
+    def lines_with(self, text: str, count: int, timeout: float = WAIT_SECONDS) -> list[str]:
         """Wait until at least `count` stderr lines contain `text`; return them."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             found = [line for line in self.lines if text in line]
             if len(found) >= count:
                 return found
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"{len(found)} lines with {text!r} within {timeout} s, not {count}; output:\n"
+                    + "".join(self.lines[-40:])
+                )
             time.sleep(0.05)
-        raise AssertionError(
-            f"fewer than {count} lines with {text!r}:\n" + "".join(self.lines[-40:])
-        )
 
     def stop(self) -> None:
         """Terminate, then kill if it lingers."""
         if self.popen.poll() is None:
             self.popen.terminate()
             try:
-                self.popen.wait(timeout=15)
+                self.popen.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()

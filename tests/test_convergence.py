@@ -185,15 +185,19 @@ def test_random_interleavings_converge_to_the_database(
                     for future in futures:
                         done.update(future.result())
                 quiet, ticket = clock.now(), int(redis_client.incr(keys.seq))
-                wait_until(lambda: not markers(redis_client, fast), "event runs to drain", 30)
+                wait_until(
+                    lambda: not markers(redis_client, fast),
+                    "event runs to drain",
+                    seen=lambda: markers(redis_client, fast),
+                )
                 pass_after = scheduled_pass_after(worker, ticket)
-                wait_until(pass_after, f"a scheduled pass after quiescence (seed {seed})", 30)
+                wait_until(pass_after, f"a scheduled pass after quiescence (seed {seed})")
                 assert computed_since(redis_client, warmed_keys(redis_client, keys), quiet)
                 code, out, _ = run(fast, "verify")
                 assert code == 0, f"seed {seed}: {out}"
                 drifted = drift_lines(worker)
                 quiet_pass = scheduled_pass_after(worker, int(redis_client.incr(keys.seq)))
-                wait_until(quiet_pass, f"a quiet scheduled pass (seed {seed})", 30)
+                wait_until(quiet_pass, f"a quiet scheduled pass (seed {seed})")
                 assert drift_lines(worker) == drifted, f"seed {seed}: drift in a quiet pass"
                 for scope in [None, *ACCOUNTS, cold, cold + 100]:
                     aggregates = reader.get_aggregates(scope)

@@ -88,7 +88,7 @@ def test_pickle_and_garbage_messages_are_refused_and_the_worker_goes_on(
         sender = TaskSender(settings)
         sender.send(WARM_ALL, [], settings.schedule_queue)
         sender.close()
-        worker.lines_with("recompute.finished", 2, timeout=30)
+        worker.lines_with("recompute.finished", 2)
         refused = [json.loads(line) for line in worker.lines if "pickle" in line]
         garbage = [line for line in worker.lines if "Can't decode message body" in line]
         assert worker.popen.poll() is None

@@ -21,7 +21,7 @@ from dashcache.metrics import Metrics
 from dashcache.observe.totals import Totals, read_totals
 from dashcache.reader import DashboardReader
 from dashcache.redis_server import RedisServer
-from tests.helpers import NOW, Row, add_categories, add_emails, captured_events
+from tests.helpers import NOW, Row, add_categories, add_emails, captured_events, wait_until
 from tests.processes import worker_process
 
 CLOSED_DB = "postgresql+psycopg2://postgres@127.0.0.1:1/none"
@@ -141,10 +141,7 @@ def test_background_thread_flushes(settings: Settings, redis_client: redis.Redis
     keys = KeySchema(settings.key_prefix)
     metrics = Metrics(redis.Redis.from_url(settings.redis_url), keys, flush_seconds=0.05)
     metrics.record_read(Kind.BREAKDOWN, "hit")
-    deadline = time.monotonic() + 10
-    while redis_client.hget(keys.metrics, "reads:breakdown:hit") is None:
-        assert time.monotonic() < deadline, "the background flush never came"
-        time.sleep(0.02)
+    wait_until(lambda: redis_client.hget(keys.metrics, "reads:breakdown:hit"), "a background flush")
     metrics.close()
     assert redis_client.hget(keys.metrics, "reads:breakdown:hit") == b"1"
 
@@ -212,12 +209,14 @@ def test_worker_counts_scheduled_recomputes(
         publisher.publish(EmailCreated(7, 1, EmailRow(1, True, False, NOW)))  # runs a7 and all
         publisher.close()
         worker.lines_with("recompute.finished", 4)
-        deadline = time.monotonic() + 20
-        totals = totals_of(settings, redis_client)
-        while sum(d.count for d in totals.durations.values()) < 4:
-            assert time.monotonic() < deadline, f"counts never arrived: {totals}"
-            time.sleep(0.05)
-            totals = totals_of(settings, redis_client)
+        seen = [totals_of(settings, redis_client)]
+
+        def four_counted() -> bool:
+            seen[0] = totals_of(settings, redis_client)
+            return sum(d.count for d in seen[0].durations.values()) >= 4
+
+        wait_until(four_counted, "four recomputes counted", seen=lambda: seen[0])
+        totals = seen[0]
     assert totals.recomputes == {("schedule", "written"): 2, ("event", "written"): 2}
     assert totals.last_scheduled_run is not None
     assert abs(time.time() - totals.last_scheduled_run.timestamp()) < 60

@@ -106,7 +106,7 @@ def test_a_bench_stopped_with_sigterm_drops_its_database(settings: Settings, pg:
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     bench = subprocess.Popen(command, env=env, **quiet)
     try:
-        wait_until(lambda: bench_databases(pg) - before, "the bench to create its database", 30)
+        wait_until(lambda: bench_databases(pg) - before, "the bench to create its database")
         bench.send_signal(signal.SIGTERM)
         assert bench.wait(60) == 128 + signal.SIGTERM
     finally:

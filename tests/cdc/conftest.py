@@ -7,7 +7,6 @@ With REQUIRE_SERVICES=1 a cluster that cannot start fails the tests instead of s
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -18,6 +17,7 @@ from dashcache.bench.pgcluster import PgCluster
 from dashcache.config import Settings
 from dashcache.db import init_db, make_engine
 from tests.conftest import REQUIRE_SERVICES
+from tests.helpers import wait_until
 
 DATABASE = "dashcache_cdc"
 
@@ -91,14 +91,16 @@ def cdc_settings(
         cdc_chunk_rows=50,
     )
     with wal_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(
-            text(
-                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
-                " WHERE slot_name = :s AND active_pid IS NOT NULL"
-            ),
-            {"s": name},
-        )
-        for _ in range(50):
+
+        def dropped() -> bool:
+            """End the slot's walsender, and drop the slot once it has gone (or find it gone)."""
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+                    " WHERE slot_name = :s AND active_pid IS NOT NULL"
+                ),
+                {"s": name},
+            )
             dropped = conn.execute(
                 text(
                     "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots"
@@ -110,7 +112,7 @@ def cdc_settings(
                 text("SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = :s"),
                 {"s": name},
             ).scalar_one()
-            if dropped or gone:
-                break
-            time.sleep(0.1)
+            return bool(dropped or gone)
+
+        wait_until(dropped, f"the test's slot {name} dropped", poll=0.1)
         conn.execute(text(f"DROP PUBLICATION IF EXISTS {name}"))

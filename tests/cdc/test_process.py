@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +29,7 @@ def cdc_process(settings: Settings, ready: bool = True) -> Iterator[Process]:
     process = Process([DASHCACHE, "cdc", "run"], env)
     try:
         if ready:
-            process.wait_for('"cdc.ready"', timeout=60)
+            process.wait_for('"cdc.ready"')
         yield process
     finally:
         process.stop()
@@ -53,9 +52,14 @@ STREAM = (
 )
 
 
-def write_stream(engine: Engine, transactions: int, done: threading.Event) -> None:
-    """Multi-row transactions, one after the other: flips, moves, inserts, deletes."""
+def write_stream(
+    engine: Engine, transactions: int, stop: threading.Event, done: threading.Event
+) -> None:
+    """Multi-row transactions, one after the other: flips, moves, inserts, deletes; until `stop`
+    is set, `done` once all `transactions` are written."""
     for n in range(transactions):
+        if stop.is_set():
+            return
         values = {"n": n, "account": n % 3 + 1, "category": n % 4 + 1}
         with engine.begin() as conn:
             for statement in STREAM:
@@ -71,16 +75,29 @@ def test_killed_mid_stream_and_restarted_nothing_lost_nothing_twice(
     seed(wal_engine, per_account=150)
     warm(cdc_settings)
     keys = KeySchema(cdc_settings.key_prefix)
-    done = threading.Event()
-    with cdc_process(cdc_settings) as first:
-        writer = threading.Thread(target=write_stream, args=(wal_engine, 300, done))
-        writer.start()
-        wait_until(lambda: redis_client.hlen(keys.deltas(None)) > 100, "some changes applied")
-        kill(first)
-    assert not done.is_set(), "the stream ended before the kill: nothing was in flight"
-    with cdc_process(cdc_settings):
-        writer.join(timeout=120)
-        wait_exact(redis_client, cdc_settings, wal_engine, timeout=60)
+    stop, done = threading.Event(), threading.Event()
+    # The writer goes on through the kill and the restart (however slow the consumer), and
+    # stops once the new consumer is ready.
+    writer = threading.Thread(target=write_stream, args=(wal_engine, 3000, stop, done))
+    try:
+        with cdc_process(cdc_settings) as first:
+            writer.start()
+            wait_until(
+                lambda: redis_client.hlen(keys.deltas(None)) > 100,
+                "some changes applied",
+                seen=lambda: redis_client.hlen(keys.deltas(None)),
+            )
+            kill(first)
+        assert not done.is_set(), "the stream ended before the kill: nothing was in flight"
+        with cdc_process(cdc_settings):
+            stop.set()
+            writer.join(timeout=120)
+            assert not writer.is_alive(), "the writer did not stop"
+            wait_exact(redis_client, cdc_settings, wal_engine, timeout=120)
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join(timeout=120)
 
 
 def test_a_standby_takes_over_when_the_active_consumer_dies(
@@ -95,7 +112,7 @@ def test_a_standby_takes_over_when_the_active_consumer_dies(
         wait_exact(redis_client, cdc_settings, wal_engine)
         assert not [line for line in standby.lines if '"cdc.active"' in line]
         kill(active)
-        standby.wait_for('"cdc.ready"', timeout=30)
+        standby.wait_for('"cdc.ready"')
         sql(wal_engine, "DELETE FROM emails WHERE account_id = 2 AND id % 2 = 0")
         wait_exact(redis_client, cdc_settings, wal_engine)
 
@@ -110,8 +127,9 @@ def test_the_slot_dropped_under_the_consumer_is_made_again_and_values_exact(
     slot = cdc_settings.cdc_slot
     with cdc_process(cdc_settings) as consumer:
         with wal_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            dropped = False
-            while not dropped:
+
+            def drop() -> bool:
+                """Cut the walsender, then drop the slot if the consumer has not reconnected."""
                 conn.execute(
                     text(
                         "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
@@ -119,7 +137,7 @@ def test_the_slot_dropped_under_the_consumer_is_made_again_and_values_exact(
                     ),
                     {"s": slot},
                 )
-                dropped = bool(
+                return bool(
                     conn.execute(
                         text(
                             "SELECT count(pg_drop_replication_slot(slot_name))"
@@ -128,10 +146,11 @@ def test_the_slot_dropped_under_the_consumer_is_made_again_and_values_exact(
                         {"s": slot},
                     ).scalar_one()
                 )
-                time.sleep(0.02)
+
+            wait_until(drop, "the slot dropped between two connections of its consumer", poll=0.02)
             conn.execute(text("UPDATE emails SET category_id = 3 WHERE account_id = 3"))
         consumer.wait_for('"cdc.slot_lost"')
-        consumer.lines_with('"cdc.ready"', 2, timeout=60)
+        consumer.lines_with('"cdc.ready"', 2)
         sql(wal_engine, "UPDATE emails SET is_unread = NOT is_unread WHERE account_id = 2")
         wait_exact(redis_client, cdc_settings, wal_engine)
 
@@ -164,18 +183,23 @@ def test_a_slot_invalidated_past_max_slot_wal_keep_size_is_made_again(
                     )
                 )
                 conn.execute(text("SELECT pg_switch_wal()"))
-            conn.execute(text("CHECKPOINT"))
-            time.sleep(1)
-            conn.execute(text("CHECKPOINT"))
-            status = conn.execute(
-                text("SELECT wal_status FROM pg_replication_slots WHERE slot_name = :s"),
-                {"s": cdc_settings.cdc_slot},
-            ).scalar_one()
+
+            def status() -> str:
+                found: str = conn.execute(
+                    text("SELECT wal_status FROM pg_replication_slots WHERE slot_name = :s"),
+                    {"s": cdc_settings.cdc_slot},
+                ).scalar_one()
+                return found
+
+            def invalidated() -> bool:
+                conn.execute(text("CHECKPOINT"))  # a checkpoint invalidates the slot
+                return status() == "lost"
+
+            wait_until(invalidated, "the slot's wal_status to be 'lost'", seen=status, poll=0.5)
         finally:
             conn.execute(text("DROP TABLE IF EXISTS filler"))
             conn.execute(text("ALTER SYSTEM RESET max_slot_wal_keep_size"))
             conn.execute(text("SELECT pg_reload_conf()"))
-    assert status == "lost"
     with cdc_process(cdc_settings) as consumer:
         consumer.wait_for('"cdc.slot_lost"')
         wait_exact(redis_client, cdc_settings, wal_engine)

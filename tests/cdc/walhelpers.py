@@ -15,8 +15,15 @@ from dashcache.config import Settings
 from dashcache.keys import KeySchema, Kind, Scope
 from dashcache.recompute import recompute_every_scope
 from dashcache.store import RedisStore, make_redis
-from tests.eventing import envelope, settled
-from tests.helpers import Row, add_categories, add_emails, captured_events, wait_until
+from tests.eventing import Settled, envelope, settled
+from tests.helpers import (
+    WAIT_SECONDS,
+    Row,
+    add_categories,
+    add_emails,
+    captured_events,
+    wait_until,
+)
 
 BOTH = (Kind.AGGREGATES, Kind.BREAKDOWN)
 
@@ -56,13 +63,13 @@ def scopes(engine: Engine) -> list[Scope]:
         return [None, *found]
 
 
-def exact(client: redis.Redis, settings: Settings, engine: Engine, among: list[Scope]) -> bool:
+def exact(client: redis.Redis, settings: Settings, engine: Engine, among: list[Scope]) -> Settled:
     """Every value of the scopes `among` equals a fresh count of the database."""
     return settled(client, settings, engine, [(kind, s) for s in among for kind in BOTH])
 
 
 def wait_exact(
-    client: redis.Redis, settings: Settings, engine: Engine, timeout: float = 40.0
+    client: redis.Redis, settings: Settings, engine: Engine, timeout: float = WAIT_SECONDS
 ) -> None:
     """Wait until every value equals a fresh count; fail naming the first wrong key."""
     wait_until(lambda: exact(client, settings, engine, scopes(engine)), "exact values", timeout)
@@ -90,9 +97,7 @@ def consuming(settings: Settings) -> Iterator[list[dict[str, object]]]:
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         try:
-            wait_until(
-                lambda: failure or any(e["event"] == "cdc.ready" for e in logs), "cdc.ready", 40
-            )
+            wait_until(lambda: failure or any(e["event"] == "cdc.ready" for e in logs), "cdc.ready")
             assert not failure, failure
             yield logs
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 import redis
@@ -13,6 +12,7 @@ from dashcache.events import coalesce
 from dashcache.events.coalesce import Claim, Coalescer, Run
 from dashcache.events.targeting import Target
 from dashcache.keys import ACCOUNTS_SCOPE, KeySchema, Kind
+from tests.helpers import wait_until
 
 AGG, BD = Kind.AGGREGATES, Kind.BREAKDOWN
 ACC = ACCOUNTS_SCOPE
@@ -147,14 +147,15 @@ def test_two_claims_of_a_target_start_a_debounce_apart(
     least the debounce."""
     coalescer = make(redis_client, key_prefix)
     starts = []
-    deadline = 200
-    while len(starts) < 3 and deadline:
-        claim = coalescer.claim("all", [AGG], f"run-{deadline}")
+    tries = itertools.count()
+
+    def three_started() -> bool:
+        claim = coalescer.claim("all", [AGG], f"run-{next(tries)}")
         if claim.targets:
             starts.append(claim.started_ms)
-        deadline -= 1
-        time.sleep(0.02)
-    assert len(starts) == 3
+        return len(starts) == 3
+
+    wait_until(three_started, "three claims to start", seen=lambda: starts, poll=0.02)
     assert all(later - earlier >= 250 for earlier, later in itertools.pairwise(starts))
 
 

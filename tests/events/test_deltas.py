@@ -32,7 +32,7 @@ from dashcache.recompute import recompute_every_scope, recompute_scope
 from dashcache.store import RedisStore
 from tests.cli.test_cli import run
 from tests.eventing import envelope, markers, tracked_sessions, truth
-from tests.helpers import add_categories, count_queries
+from tests.helpers import WAIT_SECONDS, add_categories, count_queries
 from tests.processes import worker_process
 
 SCOPES: tuple[Scope, ...] = (1, 2, None)
@@ -168,13 +168,15 @@ def test_deltas_before_the_first_value_exists_are_applied_to_it(
     paused = pause_reads(pg)
     computing = threading.Thread(target=recompute_scope, args=(pg, store, 1, 50))
     computing.start()
-    paused.reached.wait(10)  # its snapshot is taken: the next commit is not in it
+    assert paused.reached.wait(WAIT_SECONDS), "the recompute never reached its count"
+    # Its snapshot is taken: the next commit is not in it.
     sessions = tracked_sessions(pg, publisher, deltas=True)
     with sessions.begin() as session:
         session.add(email(1, 1, 2))
     assert envelope(redis_client, settings, Kind.AGGREGATES, 1) == {}
     paused.go.set()
-    computing.join(10)
+    computing.join(WAIT_SECONDS)
+    assert not computing.is_alive(), "the recompute did not finish once let go"
     recompute_scope(pg, store, 2, 50)
     recompute_scope(pg, store, None, 50)
     assert_exact(redis_client, settings, pg)
@@ -193,7 +195,7 @@ class Pause:
         if self.armed and "FROM emails" in statement and "count(" in statement:
             self.armed = False
             self.reached.set()
-            self.go.wait(20)
+            self.go.wait(WAIT_SECONDS)
 
 
 @pytest.fixture
@@ -253,13 +255,14 @@ def test_a_delta_racing_a_recompute_is_counted_once(
     if side == "commit after snapshot":
         computing = threading.Thread(target=recompute)
         computing.start()
-        assert paused.reached.wait(10)
+        assert paused.reached.wait(WAIT_SECONDS), "the recompute never reached its count"
         with factory.begin() as session:
             session.get_one(Email, 1).category_id = 2
             session.add(email(2, 2, 1))
         publisher.publish_many(captured.pop())
         paused.go.set()
-        computing.join(20)
+        computing.join(WAIT_SECONDS)
+        assert not computing.is_alive(), "the recompute did not finish once let go"
     else:
         paused.armed = False
         with pg.connect() as older:  # an older transaction in progress keeps xmin below the change

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine, event, insert, select, text, update
+from sqlalchemy import Engine, event, insert, text, update
 
 from dashcache.bench.event_lag import event_runs
 from dashcache.config import Settings
@@ -23,7 +23,15 @@ from dashcache.models import Category, Email
 from dashcache.recompute import recompute_scope
 from dashcache.store import RedisStore
 from tests.eventing import envelope, markers, settled, start_gaps, tracked_sessions
-from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
+from tests.helpers import (
+    NOW,
+    WAIT_SECONDS,
+    Row,
+    add_categories,
+    add_emails,
+    lock_waiters,
+    wait_until,
+)
 from tests.processes import worker_process
 
 AGG, BD = Kind.AGGREGATES, Kind.BREAKDOWN
@@ -120,7 +128,7 @@ def test_event_during_a_running_recompute_causes_exactly_one_more_run(
             with sessions() as session:  # the run reads emails, then waits on categories
                 session.get_one(Email, 1).is_unread = False
                 session.commit()
-            wait_until(lambda: _lock_waiters(pg) > 0, "a run blocked in its read")
+            wait_until(lambda: lock_waiters(pg) > 0, "a run blocked in its read")
             running = [k for k in (ACC, "all") if redis_client.exists(keys.running(AGG, k))]
             assert len(running) == 1
             with sessions() as session:
@@ -154,7 +162,7 @@ def test_slow_recompute_started_before_a_mutation_cannot_overwrite(
     def _pause_before_categories(*args: Any) -> None:
         if "FROM categories" in args[2] and not release.is_set():
             entered.set()
-            release.wait(30)
+            release.wait(WAIT_SECONDS)
 
     store = RedisStore(redis_client, KeySchema(settings.key_prefix), settings.ttl_seconds)
     results: list[Any] = []
@@ -164,14 +172,15 @@ def test_slow_recompute_started_before_a_mutation_cannot_overwrite(
     with worker_process(settings) as worker:
         worker.wait_for("recompute.finished")
         slow.start()
-        assert entered.wait(20)
+        assert entered.wait(WAIT_SECONDS), "the slow recompute never reached its categories read"
         with sessions() as session:
             session.get_one(Email, 1).is_unread = False
             session.commit()
         wait_until(lambda: settled(redis_client, settings, pg, [(AGG, 1)]), "the event's run")
         fresh = envelope(redis_client, settings, AGG, 1)
         release.set()
-        slow.join(20)
+        slow.join(WAIT_SECONDS)
+        assert not slow.is_alive(), "the slow recompute did not finish once released"
     slow_engine.dispose()
     (result,) = results
     assert result.stats[1].aggregates["unread_count"] == 1  # it read before the mutation
@@ -224,10 +233,3 @@ def test_bad_payloads_are_dead_lettered_and_counted(
     assert len(rejected) == len(bad)
     assert alive
     assert not markers(redis_client, settings)
-
-
-def _lock_waiters(engine: Engine) -> int:
-    with engine.connect() as conn:
-        query = select(text("count(*)")).select_from(text("pg_stat_activity"))
-        query = query.where(text("datname = current_database() AND wait_event_type = 'Lock'"))
-        return int(conn.scalar(query) or 0)

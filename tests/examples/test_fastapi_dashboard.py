@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from sqlalchemy import Engine
 
 from dashcache.config import Settings
 from dashcache.redis_server import free_port
-from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.helpers import NOW, Row, add_categories, add_emails, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,19 +34,25 @@ def server(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            assert process.stdout is not None
+            output = process.stdout.read()
+            raise AssertionError(f"uvicorn exited with {process.returncode}:\n{output}")
         try:
-            httpx.get(f"{base}/docs", timeout=1)
-            break
+            httpx.get(f"{base}/docs", timeout=5)
         except httpx.TransportError:
-            time.sleep(0.1)
+            return False
+        return True
+
     try:
+        wait_until(answers, f"uvicorn to answer on {base}")
         yield base, process
     finally:
         if process.poll() is None:
             process.kill()
-        process.communicate(timeout=10)
+        process.communicate(timeout=30)
 
 
 def test_stats_route_reads_through_the_async_reader(
@@ -58,14 +63,14 @@ def test_stats_route_reads_through_the_async_reader(
     add_categories(pg, ["work", "news"])
     add_emails(pg, [Row(1, 1, True, False, NOW), Row(2, 2, False, True, NOW)])
     base, process = server
-    with httpx.Client(base_url=base, timeout=15) as client:
+    with httpx.Client(base_url=base, timeout=60) as client:
         first = client.get("/api/dashboard/stats")
         add_emails(pg, [Row(1, 1, True, False, NOW)])
         cached = client.get("/api/dashboard/stats")
         fresh = client.get("/api/dashboard/stats", params={"fresh": "true"})
         bad = client.get("/api/dashboard/stats", params={"fresh": "maybe"})
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=20)
+    output, _ = process.communicate(timeout=60)
     assert first.status_code == 200
     body = first.json()
     assert body["aggregates"]["total_emails"] == 2

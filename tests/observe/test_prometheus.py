@@ -61,7 +61,7 @@ def test_endpoint_exposes_counters_histogram_and_ages(
     server = Process([*command, "--addr", "127.0.0.1"], celery_env(settings))
     try:
         server.wait_for("metrics.serving")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as response:
             page = response.read().decode()
     finally:
         server.stop()

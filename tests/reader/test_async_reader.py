@@ -22,7 +22,7 @@ from dashcache.keys import KeySchema, Kind
 from dashcache.reader import DashboardReader, DashboardValue
 from dashcache.store import RedisStore, make_redis
 from tests.async_readers import with_reader
-from tests.helpers import NOW, Row, add_categories, add_emails, put_value
+from tests.helpers import NOW, Row, add_categories, add_emails, put_value, wait_until_async
 
 
 @pytest.fixture
@@ -214,7 +214,9 @@ def test_oversized_value_is_returned_not_stored(
 @pytest.mark.usefixtures("data")
 def test_compute_limit_bounds_a_bypass_storm(settings: Settings, pg: Engine) -> None:
     """With the database slow, only `compute_limit` fresh reads run; the rest fail fast, typed."""
-    limited = replace(settings, compute_limit=2, wait_seconds=0.5)
+    limited = replace(
+        settings, compute_limit=2, wait_seconds=0.5, db_timeout_seconds=30, lock_seconds=60
+    )
 
     async def body(reader: AsyncDashboardReader) -> list[object]:
         async def read() -> object:
@@ -223,13 +225,14 @@ def test_compute_limit_bounds_a_bypass_storm(settings: Settings, pg: Engine) -> 
             except DashboardUnavailable as error:
                 return error
 
-        loop = asyncio.get_running_loop()
         with pg.connect() as blocker:
             blocker.execute(text("LOCK TABLE emails IN ACCESS EXCLUSIVE MODE"))
             reads = [asyncio.create_task(read()) for _ in range(6)]
-            deadline = loop.time() + 20
-            while sum(task.done() for task in reads) < 4 and loop.time() < deadline:
-                await asyncio.sleep(0.05)
+
+            async def four_refused() -> bool:
+                return sum(task.done() for task in reads) >= 4
+
+            await wait_until_async(four_refused, "four reads refused", seen=lambda: reads)
             refused = [task for task in reads if task.done()]
             blocker.rollback()
         later = await asyncio.gather(*(task for task in reads if task not in refused))

@@ -18,12 +18,24 @@ from dashcache.keys import KeySchema
 from dashcache.reader.singleflight import SingleFlight
 from tests import async_readers, readers
 from tests.async_readers import with_reader
-from tests.helpers import NOW, Row, add_categories, add_emails, count_queries
+from tests.helpers import (
+    NOW,
+    Row,
+    add_categories,
+    add_emails,
+    count_queries,
+    lock_waiters,
+    subscribers,
+    wait_until,
+    wait_until_async,
+)
 
 PROCESSES = 5
 COROUTINES = 10
 
 spawn = multiprocessing.get_context("spawn")
+WAIT = {"wait_seconds": 60.0, "lock_seconds": 120.0}
+"""Waiters wait for the one computation far longer than it takes on a loaded machine."""
 
 
 def run_cold_readers(settings: Settings, targets: list[Any], account_id: int) -> list[Any]:
@@ -50,7 +62,9 @@ def test_fifty_cold_coroutines_cause_one_computation(settings: Settings, pg: Eng
     computing process's coroutines share its value, the others' share one wait."""
     add_categories(pg, ["work", "news"])
     add_emails(pg, [Row(3, 1, True, False, NOW), Row(3, 2, False, True, NOW)])
-    outcomes = run_cold_readers(settings, [async_readers.cold_reads] * PROCESSES, 3)
+    outcomes = run_cold_readers(
+        replace(settings, **WAIT), [async_readers.cold_reads] * PROCESSES, 3
+    )
     values = [data for _, datas, _ in outcomes for data in datas]
     sources = [source for _, _, batch in outcomes for source in batch]
     assert sum(count for count, _, _ in outcomes) == 1
@@ -65,7 +79,7 @@ def test_sync_and_async_readers_coalesce(settings: Settings, pg: Engine) -> None
     add_categories(pg, ["work"])
     add_emails(pg, [Row(6, 1, True, False, NOW)])
     targets = [readers.cold_reads, async_readers.cold_reads] * 2
-    outcomes = run_cold_readers(settings, targets, 6)
+    outcomes = run_cold_readers(replace(settings, **WAIT), targets, 6)
     values = [data for _, datas, _ in outcomes for data in datas]
     assert sum(count for count, _, _ in outcomes) == 1
     assert len(values) == len(targets) * COROUTINES
@@ -79,8 +93,9 @@ def test_one_wait_per_process_not_one_subscription_each(
     one subscription between them; when the lock frees, one of them computes."""
     add_categories(pg, ["work"])
     add_emails(pg, [Row(7, 1, True, False, NOW)])
+    settings = replace(settings, **WAIT)
     keys = KeySchema(settings.key_prefix)
-    other = SingleFlight(redis_client, keys, lock_seconds=10)
+    other = SingleFlight(redis_client, keys, lock_seconds=60)
     lease = other.try_acquire(7)
     assert lease is not None
     channel = keys.filled(7)
@@ -88,16 +103,21 @@ def test_one_wait_per_process_not_one_subscription_each(
     async def body(reader: AsyncDashboardReader) -> tuple[list[int], list[Any], int]:
         queries = count_queries(reader.engine)
         reads = [asyncio.create_task(reader.get_aggregates(account_id=7)) for _ in range(50)]
-        subscribers = []
-        for _ in range(10):
+
+        async def subscribed() -> int:
+            return subscribers(redis_client, channel)
+
+        await wait_until_async(subscribed, "the process's wait to subscribe")
+        counts = []
+        for _ in range(5):  # while the coroutines go on waiting, still one subscription
             await asyncio.sleep(0.05)
-            subscribers.append(dict(redis_client.pubsub_numsub(channel))[channel.encode()])
+            counts.append(subscribers(redis_client, channel))
         other.release(lease)
         values = await asyncio.gather(*reads)
-        return subscribers, values, len(queries)
+        return counts, values, len(queries)
 
-    subscribers, values, queries = with_reader(settings, body)
-    assert subscribers[-5:] == [1] * 5
+    counts, values, queries = with_reader(settings, body)
+    assert counts == [1] * 5
     assert queries == 1
     assert all(value.data["total_emails"] == 1 for value in values)
 
@@ -109,34 +129,43 @@ def test_cancelled_reads_leave_no_lock_task_or_slot(
     (not at its expiry), leave no task behind, and the slot comes back when the query ends."""
     add_categories(pg, ["work"])
     add_emails(pg, [Row(8, 1, True, False, NOW)])
-    settings = replace(settings, compute_limit=1, lock_seconds=30)
+    # The blocked query would give up after db_timeout_seconds: far later than the test cancels.
+    settings = replace(settings, compute_limit=1, lock_seconds=60, db_timeout_seconds=30)
     lock = KeySchema(settings.key_prefix).lock(8)
 
-    async def body(reader: AsyncDashboardReader) -> tuple[float, int, bool, str]:
+    async def body(reader: AsyncDashboardReader) -> tuple[float, int, str]:
+        async def lock_held() -> bool:
+            return bool(redis_client.exists(lock))
+
+        async def lock_gone() -> bool:
+            return not redis_client.exists(lock)
+
+        async def only_this_task() -> bool:  # the shared task finishing its release
+            return asyncio.all_tasks() == {asyncio.current_task()}
+
+        async def query_blocked() -> int:
+            return await asyncio.to_thread(lock_waiters, pg)
+
         with pg.connect() as blocker:
             blocker.execute(text("LOCK TABLE emails IN ACCESS EXCLUSIVE MODE"))
             reads = [asyncio.create_task(reader.get_aggregates(account_id=8)) for _ in range(10)]
-            while not redis_client.exists(lock):
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.2)
+            await wait_until_async(lock_held, "a read to take the lock")
+            await wait_until_async(query_blocked, "its query to wait on the table lock")
             for read in reads:
                 read.cancel()
             await asyncio.gather(*reads, return_exceptions=True)
             cancelled = time.monotonic()
-            while redis_client.exists(lock) and time.monotonic() - cancelled < 20:
-                await asyncio.sleep(0.02)
+            await wait_until_async(lock_gone, "the lock released (it expires after 60 s)", 40)
             released = time.monotonic() - cancelled
             leftover = len(reader.inflight)
-            while len(asyncio.all_tasks()) > 1 and time.monotonic() - cancelled < 20:
-                await asyncio.sleep(0.01)  # the shared task finishing its release
-            alone = asyncio.all_tasks() == {asyncio.current_task()}
+            await wait_until_async(only_this_task, "no task left", seen=asyncio.all_tasks)
             blocker.rollback()
         after = await reader.get_aggregates(account_id=8)  # needs the one slot back
-        return released, leftover, alone, after.source
+        return released, leftover, after.source
 
-    released, leftover, alone, source = with_reader(settings, body)
-    assert released < 5  # the lock would have lasted 30 s
-    assert (leftover, alone) == (0, True)
+    released, leftover, source = with_reader(settings, body)
+    assert released < 10  # at once, not at the lock's 60 s expiry
+    assert leftover == 0
     assert source in ("fallback", "cache")
 
 
@@ -147,16 +176,18 @@ def test_reader_killed_holding_the_lock_is_survived(
     another reader takes over and computes the value."""
     add_categories(pg, ["work"])
     add_emails(pg, [Row(4, 1, True, False, NOW)])
-    settings = replace(settings, lock_seconds=3, db_timeout_seconds=1.5, wait_seconds=15)
+    # The holder's blocked query gives up after db_timeout_seconds and releases the lock: 3 s
+    # (and a 6 s lock) leave ample time to kill it while it holds the lock, as in the sync twin.
+    settings = replace(settings, lock_seconds=6, db_timeout_seconds=3, wait_seconds=30)
     lock = KeySchema(settings.key_prefix).lock(4)
     with pg.connect() as blocker:
         blocker.execute(text("LOCK TABLE emails IN ACCESS EXCLUSIVE MODE"))
         holder = spawn.Process(target=async_readers.read_once, args=(settings.to_env(), 4))
         holder.start()
-        deadline = time.monotonic() + 30
-        while not redis_client.exists(lock) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        holder.kill()
+        try:
+            wait_until(lambda: redis_client.exists(lock), "the reader to take the lock")
+        finally:
+            holder.kill()
         holder.join()
         blocker.rollback()
     assert redis_client.exists(lock)

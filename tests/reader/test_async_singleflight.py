@@ -18,8 +18,11 @@ from dashcache.keys import KeySchema
 from dashcache.reader.async_inflight import InFlight
 from dashcache.reader.async_singleflight import AsyncSingleFlight
 from dashcache.reader.singleflight import ERROR, SingleFlight
+from tests.helpers import subscribers, wait_until, wait_until_async
 
 T = TypeVar("T")
+LOCK_SECONDS = 60
+"""Far longer than any of these tests: a held lock only goes when released, never by expiry."""
 
 
 def with_flight(
@@ -30,7 +33,8 @@ def with_flight(
     async def main() -> T:
         client = aioredis.Redis.from_url(redis_url)
         try:
-            return await body(AsyncSingleFlight(client, KeySchema(key_prefix), 5, None, 0.05))
+            flight = AsyncSingleFlight(client, KeySchema(key_prefix), LOCK_SECONDS, None, 0.05)
+            return await body(flight)
         finally:
             await client.aclose()
 
@@ -39,7 +43,9 @@ def with_flight(
 
 @pytest.fixture
 def sync_flight(redis_client: redis.Redis, key_prefix: str) -> SingleFlight:
-    return SingleFlight(redis_client, KeySchema(key_prefix), lock_seconds=5, poll_seconds=0.05)
+    return SingleFlight(
+        redis_client, KeySchema(key_prefix), lock_seconds=LOCK_SECONDS, poll_seconds=0.05
+    )
 
 
 def test_lock_is_shared_with_the_sync_reader(
@@ -53,7 +59,7 @@ def test_lock_is_shared_with_the_sync_reader(
         assert lease is not None
         assert sync_flight.try_acquire(7) is None
         assert await flight.try_acquire(7) is None
-        assert 0 < redis_client.pttl(lease.key) <= 5000
+        assert 0 < redis_client.pttl(lease.key) <= LOCK_SECONDS * 1000
         redis_client.delete(lease.key)  # as if it expired
         successor = sync_flight.try_acquire(7)
         assert successor is not None
@@ -70,9 +76,10 @@ def test_async_waiter_wakes_on_sync_holders_publish(
     lease = sync_flight.try_acquire(1)
     assert lease is not None
     value_key = f"{key_prefix}:value"
+    channel = sync_flight.keys.filled(1)
 
     def holder() -> None:
-        time.sleep(0.2)
+        wait_until(lambda: subscribers(redis_client, channel), "the waiter to subscribe")
         redis_client.set(value_key, b"42")
         sync_flight.release(lease)
 
@@ -80,7 +87,7 @@ def test_async_waiter_wakes_on_sync_holders_publish(
         thread = threading.Thread(target=holder)
         thread.start()
         try:
-            return await flight.wait(1, lambda: flight.client.get(value_key), time.monotonic() + 10)
+            return await flight.wait(1, lambda: flight.client.get(value_key), time.monotonic() + 60)
         finally:
             await asyncio.to_thread(thread.join)
 
@@ -88,23 +95,30 @@ def test_async_waiter_wakes_on_sync_holders_publish(
 
 
 def test_waiter_gets_holders_error(
-    redis_url: str, key_prefix: str, sync_flight: SingleFlight
+    redis_url: str, key_prefix: str, sync_flight: SingleFlight, redis_client: redis.Redis
 ) -> None:
     """A holder's failure reaches its asyncio waiters as DashboardUnavailable with the reason."""
     lease = sync_flight.try_acquire(2)
     assert lease is not None
-    timer = threading.Timer(0.2, sync_flight.release, args=(lease, f"{ERROR}database down"))
+    channel = sync_flight.keys.filled(2)
+
+    def holder() -> None:  # fails once the waiter listens (a failure before that is not sent)
+        wait_until(lambda: subscribers(redis_client, channel), "the waiter to subscribe")
+        sync_flight.release(lease, f"{ERROR}database down")
 
     async def nothing() -> None:
         return None
 
     async def body(flight: AsyncSingleFlight) -> None:
-        timer.start()
-        with pytest.raises(DashboardUnavailable, match="database down"):
-            await flight.wait(2, nothing, time.monotonic() + 10)
+        thread = threading.Thread(target=holder)
+        thread.start()
+        try:
+            with pytest.raises(DashboardUnavailable, match="database down"):
+                await flight.wait(2, nothing, time.monotonic() + 60)
+        finally:
+            await asyncio.to_thread(thread.join)
 
     with_flight(redis_url, key_prefix, body)
-    timer.join()
 
 
 def test_waiter_gives_up_at_deadline_or_takes_a_free_lock(
@@ -130,11 +144,12 @@ def test_cancelled_holder_releases_and_wakes_a_sync_waiter(
 ) -> None:
     """A holder cancelled mid-computation deletes its lock and publishes `abandoned`: a sync
     waiter elsewhere returns at once (to take the lock over), long before the lock's expiry."""
-    lock = KeySchema(key_prefix).lock(5)
+    keys = KeySchema(key_prefix)
+    lock, channel = keys.lock(5), keys.filled(5)
     woke: list[float] = []
 
     def waiter() -> None:
-        sync_flight.wait(5, lambda: None, time.monotonic() + 10)
+        sync_flight.wait(5, lambda: None, time.monotonic() + LOCK_SECONDS / 2)
         woke.append(time.monotonic())
 
     async def body(flight: AsyncSingleFlight) -> float:
@@ -145,23 +160,24 @@ def test_cancelled_holder_releases_and_wakes_a_sync_waiter(
             await asyncio.sleep(60)
             return "never"
 
-        holder = asyncio.create_task(flight.run(5, fetch, compute, time.monotonic() + 10))
-        while not await flight.client.exists(lock):
-            await asyncio.sleep(0.01)
+        holder = asyncio.create_task(flight.run(5, fetch, compute, time.monotonic() + 60))
+        await wait_until_async(lambda: flight.client.exists(lock), "the holder to take the lock")
         thread = threading.Thread(target=waiter)
         thread.start()
-        await asyncio.sleep(0.3)  # the waiter is subscribed and polling
+        await wait_until_async(
+            lambda: asyncio.to_thread(subscribers, redis_client, channel), "the waiter to subscribe"
+        )
         cancelled = time.monotonic()
         holder.cancel()
         with pytest.raises(asyncio.CancelledError):
             await holder
-        await asyncio.to_thread(thread.join, 10)
+        await asyncio.to_thread(thread.join, LOCK_SECONDS)
         return cancelled
 
     cancelled = with_flight(redis_url, key_prefix, body)
     assert not redis_client.exists(lock)
-    assert len(woke) == 1
-    assert woke[0] - cancelled < 2.5  # the lock expires after 5 s
+    assert len(woke) == 1, "the waiter gave up at its deadline: nothing woke it"
+    assert woke[0] - cancelled < LOCK_SECONDS / 6  # at once, not at the lock's expiry
 
 
 def test_inflight_shares_one_task_per_key() -> None:

@@ -21,7 +21,7 @@ from dashcache.errors import DashboardUnavailable, InvalidArgument
 from dashcache.keys import KeySchema, Kind
 from dashcache.reader import DashboardReader
 from tests.async_readers import with_reader
-from tests.helpers import NOW, Row, add_categories, add_emails, put_value
+from tests.helpers import NOW, Row, add_categories, add_emails, put_value, wait_until
 
 
 @pytest.fixture
@@ -161,7 +161,9 @@ def test_oversized_value_is_returned_not_stored(
 @pytest.mark.usefixtures("data")
 def test_compute_limit_bounds_a_bypass_storm(settings: Settings, pg: Engine) -> None:
     """With the database slow, only `compute_limit` fresh reads run; the rest fail fast, typed."""
-    reader = DashboardReader.from_settings(replace(settings, compute_limit=2, wait_seconds=0.5))
+    reader = DashboardReader.from_settings(
+        replace(settings, compute_limit=2, wait_seconds=0.5, db_timeout_seconds=30, lock_seconds=60)
+    )
     results: list[object] = []
 
     def read() -> None:
@@ -175,9 +177,7 @@ def test_compute_limit_bounds_a_bypass_storm(settings: Settings, pg: Engine) -> 
         threads = [threading.Thread(target=read) for _ in range(6)]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 20
-        while len(results) < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(results) >= 4, "four reads refused", seen=lambda: results)
         refused = list(results)
         blocker.rollback()
     for thread in threads:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +13,7 @@ from dashcache.errors import CacheUnavailable, DashboardUnavailable
 from dashcache.keys import Kind
 from dashcache.reader import DashboardReader, DashboardValue
 from dashcache.redis_server import RedisServer, free_port
-from tests.helpers import NOW, Row, add_categories, add_emails, put_value
+from tests.helpers import NOW, Row, add_categories, add_emails, put_value, wait_until
 
 
 @pytest.fixture
@@ -27,18 +26,21 @@ def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [entry for entry in logs if entry["event"] == name]
 
 
-def read_until(reader: DashboardReader, source: str, timeout: float = 15) -> DashboardValue:
+def read_until(reader: DashboardReader, source: str) -> DashboardValue:
     """Read scope 1 until a value comes from `source` (a reader recovers on its own)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[object] = []
+
+    def read() -> DashboardValue | None:
         try:
             value = reader.get_aggregates(account_id=1)
-            if value.source == source or time.monotonic() > deadline:
-                return value
-        except CacheUnavailable:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
+        except CacheUnavailable as error:
+            seen[:] = [error]
+            return None
+        seen[:] = [value]
+        return value if value.source == source else None
+
+    found: DashboardValue = wait_until(read, f"a read from {source}", seen=lambda: seen)
+    return found
 
 
 def test_database_down_serves_cache_and_fails_misses(

@@ -27,7 +27,8 @@ def test_fifty_cold_readers_cause_one_computation(settings: Settings, pg: Engine
     add_emails(pg, [Row(3, 1, True, False, NOW), Row(3, 2, False, True, NOW)])
     start = spawn.Barrier(PROCESSES)
     results: Any = spawn.Queue()
-    env = settings.to_env()
+    # The waiters wait for the one computation far longer than it takes on a loaded machine.
+    env = replace(settings, wait_seconds=60, lock_seconds=120).to_env()
     processes = [
         spawn.Process(target=cold_reads, args=(env, THREADS, 3, start, results))
         for _ in range(PROCESSES)
@@ -56,16 +57,16 @@ def test_reader_killed_holding_the_lock_is_survived(
     reader takes over and computes the value."""
     add_categories(pg, ["work"])
     add_emails(pg, [Row(4, 1, True, False, NOW)])
-    # The holder's blocked query gives up after db_timeout_seconds and releases the lock: 5 s
-    # (and a 10 s lock) leave ample time to kill it while it holds the lock.
-    settings = replace(settings, lock_seconds=10, db_timeout_seconds=5, wait_seconds=30)
+    # The holder's blocked query gives up after db_timeout_seconds and releases the lock: 3 s
+    # (and a 6 s lock) leave ample time to kill it while it holds the lock.
+    settings = replace(settings, lock_seconds=6, db_timeout_seconds=3, wait_seconds=30)
     lock = KeySchema(settings.key_prefix).lock(4)
     with pg.connect() as blocker:
         blocker.execute(text("LOCK TABLE emails IN ACCESS EXCLUSIVE MODE"))
         holder = spawn.Process(target=read_once, args=(settings.to_env(), 4))
         holder.start()
         try:
-            wait_until(lambda: redis_client.exists(lock), "the reader to take the lock", 60)
+            wait_until(lambda: redis_client.exists(lock), "the reader to take the lock")
         finally:
             holder.kill()
         holder.join()

@@ -11,11 +11,17 @@ import redis
 from dashcache.errors import DashboardUnavailable
 from dashcache.keys import KeySchema
 from dashcache.reader.singleflight import ERROR, SingleFlight
+from tests.helpers import subscribers, wait_until
+
+LOCK_SECONDS = 60
+"""Far longer than any of these tests: a held lock never expires under a test by accident."""
 
 
 @pytest.fixture
 def flight(redis_client: redis.Redis, key_prefix: str) -> SingleFlight:
-    return SingleFlight(redis_client, KeySchema(key_prefix), lock_seconds=5, poll_seconds=0.05)
+    return SingleFlight(
+        redis_client, KeySchema(key_prefix), lock_seconds=LOCK_SECONDS, poll_seconds=0.05
+    )
 
 
 def test_one_holder_and_lock_expires(flight: SingleFlight, redis_client: redis.Redis) -> None:
@@ -23,7 +29,7 @@ def test_one_holder_and_lock_expires(flight: SingleFlight, redis_client: redis.R
     lease = flight.try_acquire(7)
     assert lease is not None
     assert flight.try_acquire(7) is None
-    assert 0 < redis_client.pttl(lease.key) <= 5000
+    assert 0 < redis_client.pttl(lease.key) <= LOCK_SECONDS * 1000
     assert flight.try_acquire(8) is not None
 
 
@@ -45,15 +51,16 @@ def test_waiter_wakes_on_publish(flight: SingleFlight, redis_client: redis.Redis
     lease = flight.try_acquire(1)
     assert lease is not None
     value_key = f"{flight.keys.prefix}:value"
+    channel = flight.keys.filled(1)
 
     def holder() -> None:
-        time.sleep(0.2)
+        wait_until(lambda: subscribers(redis_client, channel), "the waiter to subscribe")
         redis_client.set(value_key, b"42")
         flight.release(lease)
 
     thread = threading.Thread(target=holder)
     thread.start()
-    got = flight.wait(1, lambda: redis_client.get(value_key), time.monotonic() + 10)
+    got = flight.wait(1, lambda: redis_client.get(value_key), time.monotonic() + 60)
     thread.join()
     assert got == b"42"
 

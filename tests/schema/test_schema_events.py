@@ -36,7 +36,7 @@ from dashcache.events.ingest import ingest
 from dashcache.events.types import Event
 from dashcache.keys import Kind
 from dashcache.schema.mapping import load_mapping
-from tests.eventing import envelope, markers
+from tests.eventing import Settled, envelope, markers
 from tests.helpers import NOW, captured_events, wait_until
 from tests.mapped_schemas import (
     DAY,
@@ -65,20 +65,20 @@ def app(request: pytest.FixtureRequest, pg: Engine, tmp_path: Path) -> Iterator[
         yield schema
 
 
-def settled(client: redis.Redis, settings: Settings, app: AppSchema) -> bool:
+def settled(client: redis.Redis, settings: Settings, app: AppSchema) -> Settled:
     """No event run pending or running, and every scope's values equal the brute-force count."""
-    if markers(client, settings):
-        return False
+    if found := markers(client, settings):
+        return Settled(f"markers {found}")
     for scope in app.scopes():
         for kind, index in ((Kind.AGGREGATES, 0), (Kind.BREAKDOWN, 1)):
             stored = envelope(client, settings, kind, scope)
             if not stored:
-                return False
+                return Settled(f"{kind.value} of {scope} missing")
             truth = app.truth(scope, datetime.fromisoformat(stored["computed_at"]))[index]
             data = stored["data"] if kind is Kind.AGGREGATES else stored["data"][: len(truth)]
             if data != truth:
-                return False
-    return True
+                return Settled(f"{kind.value} of {scope} holds {data}, not {truth}")
+    return Settled()
 
 
 def test_host_classes_publish_and_a_real_worker_converges(

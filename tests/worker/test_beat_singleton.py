@@ -21,11 +21,11 @@ def test_second_beat_stands_by_and_takes_over_after_leader_killed(
         leader.wait_for("beat.leading")
         with beat_process(fast, tmp_path / "b") as standby:
             sent_before = len(leader.lines_with(SENT, 1))
-            leader.lines_with(SENT, sent_before + 3, timeout=30)
+            leader.lines_with(SENT, sent_before + 3)
             assert not [line for line in standby.lines if SENT in line]
             assert not [line for line in standby.lines if "beat.leading" in line]
             leader.popen.kill()
             leader.popen.wait()
             takeover = beat_lock_seconds(fast) + beat_loop_seconds(fast)
-            standby.wait_for("beat.leading", timeout=takeover + 10)
-            standby.wait_for(SENT, timeout=10)
+            standby.wait_for("beat.leading", timeout=takeover + 60)
+            standby.wait_for(SENT)

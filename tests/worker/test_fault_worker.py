@@ -47,15 +47,15 @@ def test_pool_process_killed_mid_recompute_heals_on_next_scheduled_run(
         wait_for_value(redis_client, key, [["work", 1], ["news", 0]])
         with pg.connect() as conn:
             conn.execute(text("LOCK TABLE emails IN ACCESS EXCLUSIVE MODE"))
-            wait_until(lambda: blocked_on_lock(pg), "a recompute blocked on the table lock", 20)
+            wait_until(lambda: blocked_on_lock(pg), "a recompute blocked on the table lock")
             (child,) = pool_children(worker.popen.pid)
             os.kill(child, signal.SIGKILL)
             conn.rollback()
         worker.wait_for("signal 9 (SIGKILL)")
         add_emails(pg, [Row(2, 2, True, False, NOW), Row(3, 2, False, True, NOW)])
-        wait_for_value(redis_client, key, [["news", 2], ["work", 1]], timeout=30)
+        wait_for_value(redis_client, key, [["news", 2], ["work", 1]])
         assert worker.popen.poll() is None
-    wait_until(lambda: not blocked_on_lock(pg), "no backend left waiting on a lock", 10)
+    wait_until(lambda: not blocked_on_lock(pg), "no backend left waiting on a lock")
     leftover = [k for k in redis_client.scan_iter(f"{fast.key_prefix}*lock*") if b":beat:" not in k]
     assert leftover == []
 

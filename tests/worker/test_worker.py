@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -16,18 +15,15 @@ from dashcache.config import Settings
 from dashcache.dispatch import WARM_ALL, WARM_SHARD, TaskSender
 from dashcache.keys import KeySchema, Kind
 from dashcache.worker.schedule import beat_schedule
-from tests.helpers import NOW, Row, add_categories, add_emails
+from tests.helpers import NOW, WAIT_SECONDS, Row, add_categories, add_emails, wait_until
 from tests.processes import beat_process, worker_process
 
 
-def wait_for_key(client: redis.Redis, key: str, timeout: float = 20.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        raw = client.get(key)
-        if raw is not None:
-            return json.loads(raw)
-        time.sleep(0.05)
-    raise AssertionError(f"{key} never appeared")
+def wait_for_key(client: redis.Redis, key: str, timeout: float = WAIT_SECONDS) -> dict:
+    """Poll until the key exists; return its envelope."""
+    raw: bytes = wait_until(lambda: client.get(key), f"{key} to be written", timeout)
+    envelope: dict = json.loads(raw)
+    return envelope
 
 
 def test_beat_schedule_holds_the_recompute_at_the_period() -> None:
@@ -38,17 +34,20 @@ def test_beat_schedule_holds_the_recompute_at_the_period() -> None:
     assert entry["options"]["expires"] == 17
 
 
-def wait_for_value(client: redis.Redis, key: str, expected: object, timeout: float = 20.0) -> dict:
+def wait_for_value(
+    client: redis.Redis, key: str, expected: object, timeout: float = WAIT_SECONDS
+) -> dict:
     """Poll until the key's data equals `expected`; return the envelope."""
-    deadline = time.monotonic() + timeout
-    envelope: dict = {}
-    while time.monotonic() < deadline:
+    seen: dict = {}
+
+    def check() -> dict | None:
         raw = client.get(key)
-        envelope = json.loads(raw) if raw else {}
-        if envelope.get("data") == expected:
-            return envelope
-        time.sleep(0.05)
-    raise AssertionError(f"{key} holds {envelope}, never {expected}")
+        seen.clear()
+        seen.update(json.loads(raw) if raw else {})
+        return dict(seen) if seen.get("data") == expected else None
+
+    envelope: dict = wait_until(check, f"{key} to hold {expected}", timeout, seen=lambda: seen)
+    return envelope
 
 
 def test_worker_warms_at_start(settings: Settings, pg: Engine, redis_client: redis.Redis) -> None:
@@ -102,7 +101,7 @@ def test_beat_keeps_keys_warm_every_period(
     add_categories(pg, ["work"])
     key = KeySchema(fast.key_prefix).value(Kind.AGGREGATES, None)
     with worker_process(fast) as worker, beat_process(fast, tmp_path / "beat"):
-        worker.lines_with("recompute.finished", 6, timeout=60)
+        worker.lines_with("recompute.finished", 6)
         stored = wait_for_key(redis_client, key)["generation"]
     finished = [json.loads(line) for line in worker.lines if "recompute.finished" in line]
     generations = [line["generation"] for line in finished]
