@@ -58,6 +58,7 @@ ENV_NAMES = {
     "DASHCACHE_CDC_CHUNK_ROWS": "cdc_chunk_rows",
     "DASHCACHE_SHARD_ACCOUNTS": "shard_accounts",
     "DASHCACHE_IDLE_DAYS": "idle_days",
+    "DASHCACHE_REDIS_MIN_REPLICAS": "redis_min_replicas",
 }
 """Environment variable -> settings attribute."""
 
@@ -110,6 +111,9 @@ class Settings:
     """Account ids per shard of the scheduled pass (one `warm_shard` task each)."""
     idle_days: int = 30
     """Accounts whose dashboards nobody read for this many days drop out of the pass."""
+    redis_min_replicas: int = 0
+    """Replicas that must acknowledge (Redis `WAIT`) a WAL transaction's writes before the WAL
+    consumer confirms it to PostgreSQL; 0 confirms without waiting."""
 
     @property
     def soft_age(self) -> int:
@@ -200,6 +204,7 @@ class Settings:
                 env, "DASHCACHE_SHARD_ACCOUNTS", 10_000, int, _between(1, 100_000_000)
             ),
             idle_days=_get(env, "DASHCACHE_IDLE_DAYS", 30, int, _between(1, 3650)),
+            redis_min_replicas=_get(env, "DASHCACHE_REDIS_MIN_REPLICAS", 0, int, _between(0, 100)),
         )
         _check_together(settings)
         load_mapping(settings.schema_file)  # a malformed file stops here, naming its key

@@ -23,6 +23,8 @@ Schema version 1, with `P` the configured prefix and `S` a scope token
 | `P:v1:metrics`     | hash   | metric totals of every process (see shared/metrics.py)     |
 | `P:v1:cdc:status`  | hash   | the active WAL consumer's position, lag and id             |
 | `P:v1:cdc:lock`    | string | the one-consumer-per-slot lock: the active consumer's id (PX) |
+| `P:v1:cdc:applied` | string | the WAL consumer's last applied commit LSN (an integer)    |
+| `P:v1:writer:W`    | string | writer W's count of batches written (dashcache.written, EX) |
 | `P:v1:series:N:M`  | string | one number of series N for the minute starting at M (EX 2 h) |
 | `P:beat:...`       | (many) | beat's schedule and leader lock (RedBeat), outside `v1`    |
 
@@ -188,6 +190,16 @@ class KeySchema:
     def cdc_lock(self) -> str:
         """The one-consumer-per-slot lock of the WAL consumers."""
         return f"{self.prefix}:{SCHEMA}:cdc:lock"
+
+    @property
+    def cdc_applied(self) -> str:
+        """String: the end LSN (an integer) of the last transaction the WAL consumer applied,
+        written after its deltas, so Redis holding it holds them (dashcache.cdc.apply)."""
+        return f"{self.prefix}:{SCHEMA}:cdc:applied"
+
+    def writer(self, writer_id: str) -> str:
+        """String: how many batches writer `writer_id` wrote, set after each (dashcache.written)."""
+        return f"{self.prefix}:{SCHEMA}:writer:{writer_id}"
 
     def series(self, name: str, minute: int) -> str:
         """One number of the per-minute series `name`; `minute` is the epoch second it starts."""

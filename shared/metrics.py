@@ -187,6 +187,15 @@ class Metrics:
             )
             self.record_drift(each.kind, trigger)
 
+    def record_writes_lost(self, source: str) -> None:
+        """Count a Redis found to have lost writes of `source` (`events`, `cdc`): each is
+        repaired by a recompute."""
+        self._add(f"redis:writes_lost:{source}")
+
+    def record_wait_short(self) -> None:
+        """Count a WAL transaction whose `WAIT` fewer replicas acknowledged than required."""
+        self._add("cdc:wait_short")
+
     def record_pass_shard(self, warmed: int, idle_dropped: int) -> None:
         """Count the scopes a shard of the scheduled pass warmed, and those it dropped as idle."""
         self._add("pass:warmed", warmed)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -71,6 +74,44 @@ class SentinelTopology:
             finally:
                 client.close()
         raise AssertionError("no Sentinel names a primary")
+
+    def kill_primary(self, timeout: float = 60) -> tuple[str, int]:
+        """SIGKILL the primary; wait until Sentinel names the replica; its address."""
+        self._kill_primary()
+        return self._promoted(timeout)
+
+    def fail_over_losing(self, write: Callable[[], None], timeout: float = 60) -> tuple[str, int]:
+        """A failover that loses `write()`: the replica paused and cut off from the primary
+        (nothing the primary sends after that reaches it), `write()` run on the primary, the
+        primary killed -9, then the replica resumed; returns it once Sentinel promoted it."""
+        self.replica.pause()
+        try:
+            primary = redis.Redis(port=self.primary.port, socket_timeout=5)
+            try:
+                primary.client_kill_filter(_type="replica")
+            finally:
+                primary.close()
+            write()
+            self._kill_primary()
+        finally:
+            self.replica.resume()
+        return self._promoted(timeout)
+
+    def _kill_primary(self) -> None:
+        assert self.primary.process is not None
+        os.kill(self.primary.process.pid, signal.SIGKILL)
+        self.primary.process.wait()
+
+    def _promoted(self, timeout: float) -> tuple[str, int]:
+        promoted = ("127.0.0.1", self.replica.port)
+        self._wait(lambda: self._names(promoted), "Sentinel to promote the replica", timeout)
+        return promoted
+
+    def _names(self, address: tuple[str, int]) -> bool:
+        try:
+            return self.master_address() == address
+        except AssertionError:
+            return False
 
     def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
         config = self.workdir / f"sentinel-{port}.conf"

@@ -40,6 +40,8 @@ def test_broker_defaults_to_redis_url() -> None:
         ({"DASHCACHE_LOCK_SECONDS": "5", "DASHCACHE_DB_TIMEOUT_SECONDS": "5"}, "LOCK_SECONDS"),
         ({"DASHCACHE_COMPUTE_LIMIT": "0"}, "DASHCACHE_COMPUTE_LIMIT"),
         ({"DASHCACHE_MAX_VALUE_BYTES": "10"}, "DASHCACHE_MAX_VALUE_BYTES"),
+        ({"DASHCACHE_REDIS_MIN_REPLICAS": "-1"}, "DASHCACHE_REDIS_MIN_REPLICAS"),
+        ({"DASHCACHE_REDIS_MIN_REPLICAS": "one"}, "DASHCACHE_REDIS_MIN_REPLICAS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
@@ -58,3 +60,9 @@ def test_to_env_round_trips() -> None:
     """Settings written out as an environment read back equal."""
     settings = Settings(key_prefix="x1", refresh_seconds=5, ttl_seconds=600, max_breakdown=7)
     assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_min_replicas_defaults_to_no_wait() -> None:
+    """DASHCACHE_REDIS_MIN_REPLICAS: 0 (confirm without WAIT) unless set."""
+    assert Settings.from_env({}).redis_min_replicas == 0
+    assert Settings.from_env({"DASHCACHE_REDIS_MIN_REPLICAS": "2"}).redis_min_replicas == 2

@@ -3,7 +3,8 @@
 BEGIN opens a transaction (its xid widened to 64 bits); each email change joins its current
 chunk, applied as soon as the chunk is full; a category change or a TRUNCATE of a mapped table
 asks for a recompute of every scope at the commit; COMMIT applies the last chunk and the
-recomputes, and only then returns the position the slot may be confirmed at. A row that cannot
+recomputes, raises the applied mark (with `WAIT` for the replicas required), and only then
+returns the position the slot may be confirmed at. A row that cannot
 become a delta is dead-lettered with its position and the stream goes on. Chunks are applied by
 a thread of their own (`ChunkPipeline`) while the next ones are parsed.
 """
@@ -55,11 +56,13 @@ _CATEGORY_CHANGES = {
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """A transaction applied in full: where the slot may be confirmed, and its lag."""
+    """A transaction applied in full: where the slot may be confirmed (once `safe`: enough
+    replicas acknowledged its writes), and its lag."""
 
     end_lsn: int
     lag_seconds: float
     ops: dict[str, int]
+    safe: bool = True
 
 
 @dataclass(slots=True)
@@ -173,9 +176,10 @@ class Handler:
             self.hooks.recompute_stale(stale)
         if transaction.recompute:
             self.hooks.recompute_every(tuple(k for k in BOTH if k in transaction.recompute))
+        safe = self.applier.commit(message.end_lsn)
         self.transaction = None
         lag = max(time.time() - message.commit_time.timestamp(), 0.0)
-        return Committed(message.end_lsn, lag, dict(transaction.ops))
+        return Committed(message.end_lsn, lag, dict(transaction.ops), safe)
 
     def close(self) -> None:
         """Stop the thread that applies chunks."""

@@ -7,6 +7,12 @@ stream (`cdc.ready` after it); then the stream. A pass is owed from just before 
 created until it finished (field `pass_owed` of the status hash), so a consumer that died in
 between leaves it to the next one. A lost or dropped slot is logged (`cdc.slot_lost`), made
 again, and the pass runs again. A broken connection is retried; nothing confirmed is lost.
+
+Redis losing writes (restarted empty, or a promoted replica that missed the last ones) shows as
+an applied mark (`P:v1:cdc:applied`) behind what this consumer confirmed to PostgreSQL, which
+the slot will never send again: checked at the start of each session (so after any Redis
+error) and every tick, and repaired at once by a recompute of every scope in a fresh snapshot
+(`cdc.redis_behind`, then `cdc.repaired`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import socket
 import threading
 import time
+from contextlib import nullcontext
 from functools import cached_property
 
 import psycopg2
@@ -25,9 +32,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashcache.cdc.apply import WalApplier
 from dashcache.cdc.handler import Committed, Handler, Hooks
 from dashcache.cdc.lock import ConsumerLock
-from dashcache.cdc.pgoutput import format_lsn
+from dashcache.cdc.pgoutput import format_lsn, parse_lsn
 from dashcache.cdc.readiness import check_ready, read_facts
-from dashcache.cdc.slot import drop_slot, ensure_publication, ensure_slot, next_xid, slot_state
+from dashcache.cdc.slot import (
+    SlotState,
+    drop_slot,
+    ensure_publication,
+    ensure_slot,
+    next_xid,
+    slot_state,
+)
 from dashcache.cdc.status import StatusWriter
 from dashcache.cdc.stream import SlotLost, Stream
 from dashcache.config import Settings
@@ -80,6 +94,15 @@ class Consumer:
         self.status = StatusWriter(
             self.client, self.keys, settings.cdc_slot, settings.cdc_publication, self.holder
         )
+        self.applier = WalApplier(
+            self.client,
+            self.keys,
+            settings.ttl_seconds,
+            settings.redis_min_replicas,
+            metrics_for(settings),
+        )
+        self.confirmed: int | None = None
+        """The furthest position this process knows confirmed: Redis must hold all before it."""
         self.stream: Stream | None = None
         self.streamed = False
         """Whether this consumer streamed from the slot: a slot missing after that was lost."""
@@ -119,6 +142,7 @@ class Consumer:
                 self.stop.wait(RETRY_SECONDS)
             finally:
                 if self.stream is not None:
+                    self.confirmed = self._confirmed()
                     self.stream.close()
                     self.stream = None
 
@@ -140,11 +164,18 @@ class Consumer:
                 self.client.hset(self.keys.cdc_status, PASS_OWED, "1")
                 ensure_slot(conn, settings.cdc_slot)
                 log.info("cdc.slot_created", slot=settings.cdc_slot)
+                state = slot_state(conn, settings.cdc_slot)
+        slot_confirmed = _lsn(state)
+        if self.confirmed is None:
+            self.confirmed = slot_confirmed
         if self.client.hget(self.keys.cdc_status, PASS_OWED):
             result = recompute_every_scope(self.engine, self.store, settings.max_breakdown)
             metrics_for(self.settings).count_drift(result.drift, "cdc")
+            if slot_confirmed is not None:
+                self.applier.commit(slot_confirmed)
             self.client.hdel(self.keys.cdc_status, PASS_OWED)
             log.info("cdc.pass", scopes=result.scopes, written=result.written)
+        self._check_applied(slot_confirmed)
         try:
             self.stream = Stream(settings.database_url, settings.cdc_slot, settings.cdc_publication)
         except psycopg2.Error as error:
@@ -152,7 +183,7 @@ class Consumer:
             raise
         handler = Handler(
             tables_of(self.engine).mapping,
-            WalApplier(self.client, self.keys, settings.ttl_seconds),
+            self.applier,
             self.client,
             self.keys,
             settings.cdc_chunk_rows,
@@ -181,9 +212,38 @@ class Consumer:
             raise SlotLost(
                 f"slot {self.settings.cdc_slot} is {'gone' if state is None else 'lost'}"
             )
+        self._check_applied(_lsn(state))
         confirmed = self.stream.confirmed if self.stream is not None else None
         lsn = format_lsn(confirmed) if confirmed is not None else state.confirmed_lsn
         self.status.write(lsn, state.retained_bytes, time.time())
+
+    def _confirmed(self) -> int | None:
+        known = [self.confirmed, self.stream.confirmed if self.stream is not None else None]
+        return max((lsn for lsn in known if lsn is not None), default=None)
+
+    def _check_applied(self, slot_confirmed: int | None) -> None:
+        """Repair at once what Redis lost of the transactions confirmed (its applied mark is
+        behind them, or gone); then raise the mark to where the slot stands when psycopg2
+        moved it on over WAL of no interest (it does so only once all it received is confirmed),
+        so that the next consumer starting from the slot's position finds no false loss."""
+        applied = self.applier.applied()
+        confirmed = self._confirmed()
+        if confirmed is not None and (applied is None or applied < confirmed):
+            shown = None if applied is None else format_lsn(applied)
+            log.warning("cdc.redis_behind", applied=shown, confirmed=format_lsn(confirmed))
+            metrics_for(self.settings).record_writes_lost("cdc")
+            self._repair()
+            self.applier.commit(confirmed)
+            applied = confirmed
+        if slot_confirmed is not None and (applied is None or applied < slot_confirmed):
+            self.applier.commit(slot_confirmed)
+
+    def _repair(self) -> None:
+        """Every scope recomputed in a fresh snapshot: it sees every committed change."""
+        with self.stream.alive() if self.stream is not None else nullcontext():
+            result = recompute_every_scope(self.engine, self.store, self.settings.max_breakdown)
+        metrics_for(self.settings).count_drift(result.drift, "cdc")
+        log.info("cdc.repaired", scopes=result.scopes, written=result.written)
 
     def _raise_if_lost(self, reason: str) -> None:
         with self.engine.connect() as conn:
@@ -213,3 +273,8 @@ class Consumer:
     def _recompute_stale(self, targets: set[Target]) -> None:
         runs = self.publisher.coalescer.mark(targets)
         self.publisher.send_runs(runs)
+
+
+def _lsn(state: SlotState | None) -> int | None:
+    """The slot's confirmed position as a number (None without a slot or a position)."""
+    return None if state is None or state.confirmed_lsn is None else parse_lsn(state.confirmed_lsn)

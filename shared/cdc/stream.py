@@ -3,7 +3,10 @@
 psycopg2's `LogicalReplicationConnection` carries the pgoutput stream (raw bytes, decoded by
 `dashcache.cdc.pgoutput`). `read_message` answers the walsender's keepalives itself, also while
 a large transaction is being applied chunk by chunk. The flush position sent back moves only to
-the end of a transaction whose deltas are in Redis, so a crash re-delivers and never skips.
+the end of a transaction whose deltas are in Redis (and, with `DASHCACHE_REDIS_MIN_REPLICAS`,
+on that many replicas), so a crash or a failover re-delivers and never skips. A transaction
+applied but not yet safe is confirmed later, once a `WAIT` after it succeeds; the stream goes
+on meanwhile.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ class Stream:
             status_interval=STATUS_SECONDS,
         )
         self.confirmed: int | None = None
+        """The last position this session confirmed."""
+        self.unconfirmed: int | None = None
+        """The end of the last transaction applied but not yet safe to confirm."""
 
     def run(
         self,
@@ -83,14 +89,23 @@ class Stream:
                     continue
                 done = handler.handle(decoded, message.data_start)
                 if done is not None:
-                    self.cursor.send_feedback(flush_lsn=done.end_lsn)  # type: ignore[no-untyped-call]
-                    self.confirmed = done.end_lsn
+                    self.unconfirmed = done.end_lsn
+                    if done.safe:
+                        self._confirm()
                     committed(done)
             if time.monotonic() >= next_tick:
+                if self.unconfirmed is not None and handler.applier.commit(self.unconfirmed):
+                    self._confirm()
                 tick()
                 next_tick = time.monotonic() + TICK_SECONDS
             if message is None:
                 select.select([self.cursor], [], [], TICK_SECONDS / 4)
+
+    def _confirm(self) -> None:
+        """Confirm the last transaction applied: the slot will not send it again."""
+        assert self.unconfirmed is not None
+        self.cursor.send_feedback(flush_lsn=self.unconfirmed)  # type: ignore[no-untyped-call]
+        self.confirmed, self.unconfirmed = self.unconfirmed, None
 
     @contextmanager
     def alive(self) -> Iterator[None]:

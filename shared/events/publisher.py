@@ -9,6 +9,10 @@ broker); runs go by task name to the events queue, apart from the schedule.
 `publish` returns at once: the event joins a background batch (shared/events/batching.py), so
 many single calls cost one round trip per batch. `flush()` waits until they were sent.
 `publish_many` sends its batch before returning. After `close()` both raise `PublisherClosed`.
+
+Each batch that wrote is counted in Redis for this process (dashcache.written); a watch thread
+finds a Redis that lost any of them (restarted empty, or a promoted replica that missed them)
+and sends a full recompute pass (`warm_all`) at once (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from functools import cache
 import redis
 
 from dashcache.config import Settings
-from dashcache.dispatch import RECOMPUTE_TARGETS, TaskSender
+from dashcache.dispatch import RECOMPUTE_TARGETS, WARM_ALL, TaskSender
 from dashcache.errors import EventConflict, PublisherClosed
 from dashcache.events.apply import Applied, DeltaApplier
 from dashcache.events.batching import Batcher
@@ -34,6 +38,7 @@ from dashcache.logging import get_logger
 from dashcache.metrics import metrics_for
 from dashcache.schema.mapping import load_mapping
 from dashcache.store import make_redis
+from dashcache.written import LossWatch, WriterRecord
 
 EMAIL_EVENTS = (EmailCreated, EmailUpdated, EmailDeleted)
 
@@ -60,6 +65,8 @@ class EventPublisher:
         self.delta_states = settings.database_url.startswith("postgresql")
         self.metrics = metrics_for(settings)
         self.multi_tenant = load_mapping(settings.schema_file).multi_tenant
+        self.record = WriterRecord(self.client, keys, settings.ttl_seconds)
+        self.watch = LossWatch(self.record, self._repair_lost, "events")
         self._closed = False
         self.batcher = Batcher(
             lambda batch: self._send_batch(batch, strict=False),
@@ -129,6 +136,9 @@ class EventPublisher:
             self.unapplied.mark(targets_of_all(emails) | stale)
         targets = targets_of_all(parted.recompute) | stale
         runs = self.coalescer.mark(targets)
+        if targets:
+            self.record.count()
+        self.watch.ensure_running()
         self.send_runs(runs)
         self._count(parted.recompute, runs, parted.delta_events, applied)
         if applied.conflicts:
@@ -161,11 +171,20 @@ class EventPublisher:
             )
 
     def _apply(self, deltas: dict[str, list[tuple[str, str]]]) -> Applied:
+        """The batch's deltas, then this writer's count, in one round trip."""
         if not deltas:
             return Applied()
         pipe = self.client.pipeline(transaction=False)
         tokens = self.applier.queue(deltas, pipe)
-        return self.applier.outcome(tokens, pipe.execute())
+        position = self.record.queue(pipe)
+        replies = pipe.execute()
+        self.record.acknowledge(replies[position])
+        return self.applier.outcome(tokens, replies[:position])
+
+    def _repair_lost(self) -> None:
+        """Redis lost writes of this publisher: recompute every scope now."""
+        self.sender.send(WARM_ALL, [], self.settings.schedule_queue)
+        self.metrics.record_writes_lost("events")
 
     def _count(self, batch: list[Event], runs: list[Run], deltas: int, applied: Applied) -> None:
         """Count every event received; deltas applied and duplicates; and as coalesced each
@@ -189,6 +208,7 @@ class EventPublisher:
         publishing raises `PublisherClosed`."""
         self._closed = True
         self.batcher.close()
+        self.watch.close()
         self.client.close()
         self.sender.close()
 
