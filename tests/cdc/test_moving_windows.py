@@ -25,7 +25,7 @@ from dashcache.reader import DashboardReader
 from dashcache.recompute import snapshot, to_data
 from dashcache.stats import compute_scope
 from dashcache.windows import floor_minute
-from tests.cdc.walhelpers import consuming, generations, sql, warm
+from tests.cdc.walhelpers import consuming, generations, warm
 from tests.eventing import tracked_sessions
 from tests.helpers import Row, add_categories, add_emails, wait_until
 
@@ -121,22 +121,28 @@ def test_every_read_equals_a_fresh_count_as_of_now_for_a_day_without_a_pass(
                 held.at = start + step
                 minute = floor_minute(held.at)
                 edge = minute - WEEK if n % 2 else minute - 2 * WEEK
-                literal = f"'{edge.isoformat()}'::timestamptz"
-                sql(
-                    wal_engine,
-                    "INSERT INTO emails (message_id, account_id, category_id, is_unread,"
-                    " is_auto_labeled, created_at, updated_at)"
-                    f" VALUES ('<s{n}@x>', {n % 3 + 1}, 1, true, false, {literal}, now())",
-                )
-                sql(
-                    wal_engine,
-                    f"UPDATE emails SET created_at = {literal} - interval '1 microsecond'"
-                    f" WHERE id = (SELECT min(id) + {n} FROM emails)",
-                )
-                sql(
-                    wal_engine,
-                    f"DELETE FROM emails WHERE id = (SELECT min(id) + {20 + n} FROM emails)",
-                )
+                with wal_engine.begin() as conn:
+                    conn.execute(
+                        text(
+                            "INSERT INTO emails (message_id, account_id, category_id, is_unread,"
+                            " is_auto_labeled, created_at, updated_at)"
+                            " VALUES (:m, :a, 1, true, false, :edge, now())"
+                        ),
+                        {"m": f"<s{n}@x>", "a": n % 3 + 1, "edge": edge},
+                    )
+                with wal_engine.begin() as conn:
+                    conn.execute(
+                        text(
+                            "UPDATE emails SET created_at = :edge - interval '1 microsecond'"
+                            " WHERE id = (SELECT min(id) + :n FROM emails)"
+                        ),
+                        {"edge": edge, "n": n},
+                    )
+                with wal_engine.begin() as conn:
+                    conn.execute(
+                        text("DELETE FROM emails WHERE id = (SELECT min(id) + :n FROM emails)"),
+                        {"n": 20 + n},
+                    )
                 with factory() as session, session.begin():
                     moved = session.get(Email, 40 + n)
                     assert moved is not None
