@@ -4,8 +4,11 @@ Beside every value written with a PostgreSQL snapshot, `P:v1:state:K:S` holds wh
 needs (JSON, built here, read and rewritten only by Lua):
 
     aggregates: {"g": generation, "at": computed_at, "snap": [xmin, xmax, [xip...]],
-                 "win": [previous week start, week start] (epoch microseconds; the current
-                         week is open at its end),
+                 "b": the minute its weekly numbers are as of (minutes since the epoch; the
+                      week before starts at b - 14 d, the current week at b - 7 d, open at
+                      its end), "hm": the last minute its crossings are known for,
+                 "x1": {minute: emails leaving the current week then}, "x2": {minute: emails
+                        leaving the week before then} (shared/windows.py, minutes in (b, hm]),
                  "n": [total, auto_labeled, unread, this week, previous week],
                  "cc": categories_count}
     breakdown:  {"g", "at", "snap", "max": breakdown size,
@@ -19,20 +22,20 @@ counter when it was logged. The log's `~u:agg` / `~u:bd` hold the generation cou
 event published a change that reached the scope without a delta (no txid; shared/events/
 unapplied.py): until a recompute whose ticket is newer clears it, a write finds that change, not
 drift. Rendering a value from its state gives the same JSON data as
-`dashcache.recompute.to_data` (tests/events/test_deltas.py compares them).
+`dashcache.recompute.to_data`, and an aggregates envelope the same moves `"w"` as
+`dashcache.windows.moves` (tests/events/test_deltas.py compares them).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from dashcache import codec
 from dashcache.keys import Kind
 from dashcache.snapshots import Snapshot
-from dashcache.stats import WEEK, ScopeStats
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from dashcache.stats import ScopeStats
+from dashcache.windows import EPOCH, HORIZON_MINUTES, LOOKAHEAD_MINUTES, WEEK_MINUTES, minute_of
 
 
 def micros(moment: datetime) -> int:
@@ -47,11 +50,21 @@ def state_json(
     counted = stats.counted
     if counted is None:
         raise ValueError("stats without their counts cannot seed a delta-maintained state")
-    at, win = moment_texts(computed_at)
-    body: dict[str, object] = {"g": generation, "at": at, "snap": snapshot_wire(snapshot)}
+    body: dict[str, object] = {
+        "g": generation,
+        "at": computed_at.isoformat(),
+        "snap": snapshot_wire(snapshot),
+    }
     if kind is Kind.AGGREGATES:
+        crossings = stats.crossings
+        if crossings is None:
+            raise ValueError("aggregates without their crossings cannot seed a state")
         c = counted.counts
-        body["win"] = win
+        base = minute_of(computed_at)
+        body["b"] = base
+        body["hm"] = base + HORIZON_MINUTES
+        body["x1"] = {str(minute): n for minute, n in crossings.leave_week.items() if n}
+        body["x2"] = {str(minute): n for minute, n in crossings.leave_previous.items() if n}
         body["n"] = [c.total, c.auto_labeled, c.unread, c.this_week, c.previous_week]
         body["cc"] = stats.aggregates["categories_count"]
     else:
@@ -62,13 +75,6 @@ def state_json(
         ]
         body["u"] = {}
     return codec.dumps(body).decode()
-
-
-@lru_cache(maxsize=64)
-def moment_texts(computed_at: datetime) -> tuple[str, list[str]]:
-    """A state's `at` and `win` for one computation time (shared by every value of a pass)."""
-    window = (computed_at - 2 * WEEK, computed_at - WEEK)
-    return computed_at.isoformat(), [str(micros(moment)) for moment in window]
 
 
 @lru_cache(maxsize=64)
@@ -84,7 +90,9 @@ def name_json(name: str) -> str:
     return codec.dumps(name).decode()
 
 
-LUA_LIBRARY = r"""
+LUA_LIBRARY = (
+    f"local WEEK_MIN, LOOKAHEAD = {WEEK_MINUTES}, {LOOKAHEAD_MINUTES}\n"
+    + r"""
 local function lt(a, b)
   if #a ~= #b then return #a < #b end
   if #a <= 15 then return tonumber(a) < tonumber(b) end
@@ -122,12 +130,46 @@ local function open_state(raw, kind)
   local s = cjson.decode(raw)
   if type(s.snap) ~= 'table' then return nil end
   if kind == 'agg' then
-    s.w = {tonumber(s.win[1]), tonumber(s.win[2])}
+    if not s.b then return nil end
+    s.w = {(s.b - 2 * WEEK_MIN) * 60000000, (s.b - WEEK_MIN) * 60000000}
   else
     s.idx = {}
     for i, e in ipairs(s.c) do s.idx[tostring(e[1])] = i end
   end
   return s
+end
+
+local function bump(s, field, minute, sign)
+  if minute > s.hm then return end
+  local key = string.format('%d', minute)
+  local n = (s[field][key] or 0) + sign
+  if n == 0 then s[field][key] = nil else s[field][key] = n end
+end
+
+local function moves(s)
+  local last = math.min(s.b + LOOKAHEAD, s.hm)
+  local minutes, seen = {}, {}
+  for _, field in ipairs({'x1', 'x2'}) do
+    for key in pairs(s[field]) do
+      local m = tonumber(key)
+      if m > s.b and m <= last and not seen[m] then
+        seen[m] = true
+        minutes[#minutes + 1] = m
+      end
+    end
+  end
+  table.sort(minutes)
+  local at, de, dp, e, p = {}, {}, {}, 0, 0
+  for i, m in ipairs(minutes) do
+    local key = string.format('%d', m)
+    local left = s.x1[key] or 0
+    e = e - left
+    p = p + left - (s.x2[key] or 0)
+    at[i], de[i] = string.format('%d', m * 60), string.format('%d', e)
+    dp[i] = string.format('%d', p)
+  end
+  return string.format('[%d,[', (last + 1) * 60) .. table.concat(at, ',') .. '],['
+    .. table.concat(de, ',') .. '],[' .. table.concat(dp, ',') .. ']]'
 end
 
 local function add_row(s, kind, row, sign)
@@ -137,8 +179,13 @@ local function add_row(s, kind, row, sign)
     n[1] = n[1] + sign
     if row[3] then n[2] = n[2] + sign end
     if row[2] then n[3] = n[3] + sign end
-    if t >= w[2] then n[4] = n[4] + sign
-    elseif t >= w[1] and t < w[2] then n[5] = n[5] + sign end
+    if t >= w[2] then
+      n[4] = n[4] + sign
+      bump(s, 'x1', math.floor(t / 60000000) + WEEK_MIN + 1, sign)
+    elseif t >= w[1] then
+      n[5] = n[5] + sign
+      bump(s, 'x2', math.floor(t / 60000000) + 2 * WEEK_MIN + 1, sign)
+    end
   elseif row[1] ~= '' then
     local i = s.idx[row[1]]
     if i then s.c[i][3] = s.c[i][3] + sign else s.u[row[1]] = (s.u[row[1]] or 0) + sign end
@@ -175,7 +222,9 @@ local function render(s, kind)
     end
     data = '[' .. table.concat(parts, ',') .. ']'
   end
-  return string.format('{"generation":%d,"computed_at":"%s","data":', s.g, s.at) .. data .. '}'
+  local head = string.format('{"generation":%d,"computed_at":"%s","data":', s.g, s.at)
+  if kind == 'agg' then return head .. data .. ',"w":' .. moves(s) .. '}' end
+  return head .. data .. '}'
 end
 
 local function close_state(s)
@@ -226,7 +275,9 @@ local function drift(old, s, kind)
   return fields
 end
 """
+)
 """Lua functions the scripts share: 64-bit id comparison on decimal strings, visibility in a
-snapshot, parsing delta entries, applying them to a state, rendering a state as an envelope
-(the same JSON as Python's), and the drift between two states: the counts deltas maintain
-(totals, flags, every category both states know); the taxonomy itself comes only from recomputes."""
+snapshot, parsing delta entries, applying them to a state (its crossings too), rendering a state
+as an envelope (the same JSON as Python's, an aggregates envelope with its moves), and the drift
+between two states: the counts deltas maintain (totals, flags, every category both states know);
+the taxonomy itself comes only from recomputes."""

@@ -16,12 +16,15 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dashcache import clock
+from dashcache.crossings import crossings_by_scope, scope_crossings
 from dashcache.keys import Kind, Scope, scope_token
 from dashcache.maintained import state_json
 from dashcache.reads import ReadMarks
+from dashcache.schema.tables import tables_of
 from dashcache.snapshots import Snapshot, current_snapshot
 from dashcache.stats import ScopeStats, compute_accounts, compute_scope, stream_every_scope
 from dashcache.store import Drift, Envelope, RedisStore, Write, Written
+from dashcache.windows import Crossings, minute_of, moves
 
 ALL_KINDS = (Kind.AGGREGATES, Kind.BREAKDOWN)
 
@@ -61,9 +64,15 @@ class RecomputeResult:
         state = None
         if self.snapshot is not None:
             state = state_json(kind, stats, self.generation, self.computed_at, self.snapshot)
-        # The breakdown's (name, count) tuples as they are: they serialize as `to_data`'s pairs.
-        data = stats.aggregates if kind is Kind.AGGREGATES else stats.breakdown
-        return Write(kind, account_id, Envelope(data, self.computed_at, self.generation), state)
+        if kind is Kind.AGGREGATES:
+            windows = None
+            if stats.crossings is not None:
+                windows = moves(minute_of(self.computed_at), stats.crossings)
+            envelope = Envelope(stats.aggregates, self.computed_at, self.generation, windows)
+        else:
+            # The breakdown's (name, count) tuples as they are: they serialize as pairs.
+            envelope = Envelope(stats.breakdown, self.computed_at, self.generation)
+        return Write(kind, account_id, envelope, state)
 
     def writes(self, kinds: tuple[Kind, ...] = ALL_KINDS) -> list[Write]:
         """The fenced writes of the given kinds of every scope computed."""
@@ -131,9 +140,11 @@ def recompute_every_scope(
     drift: list[Drift] = []
     with snapshot(engine) as session:
         seen = current_snapshot(session)
+        crossings = None if seen is None else every_crossings(session, now, accounts)
         batches = stream_every_scope(session, now, max_breakdown, include=known, accounts=accounts)
         for folded in batches:
             batch, dropped = (folded, 0) if reads is None else reads.keep_read(folded, now)
+            batch = with_crossings(batch, crossings)
             idle += dropped
             computed = RecomputeResult(generation, now, batch, 0, 0, len(batch), seen)
             part = write_result(store, computed, kinds)
@@ -168,6 +179,10 @@ def recompute_accounts(
     with snapshot(engine) as session:
         seen = current_snapshot(session)
         stats = compute_accounts(session, kinds_by_account, now, max_breakdown)
+        if seen is not None:
+            tables = tables_of(session)
+            where = [tables.accounts_filter(sorted(kinds_by_account))]
+            stats = with_crossings(stats, crossings_by_scope(session, minute_of(now), where))
     result = RecomputeResult(generation, now, stats, 0, 0, len(stats), seen)
     writes = [
         result.write(kind, account_id)
@@ -189,6 +204,9 @@ def compute_unwritten(
     with snapshot(engine) as session:
         seen = current_snapshot(session)
         stats = {account_id: compute_scope(session, account_id, now, max_breakdown)}
+        if seen is not None:
+            crossings = {account_id: scope_crossings(session, minute_of(now), account_id)}
+            stats = with_crossings(stats, crossings)
     return RecomputeResult(generation, now, stats, written=0, fenced=0, scopes=1, snapshot=seen)
 
 
@@ -197,3 +215,24 @@ def write_result(
 ) -> RecomputeResult:
     """Write the given kinds of every scope of `result` through the fence; count the outcome."""
     return result.with_written(store.write_checked(result.writes(kinds)))
+
+
+def every_crossings(
+    session: Session, now: datetime, accounts: range | None
+) -> dict[Scope, Crossings]:
+    """The crossings of every scope of a pass (or of a shard's accounts), in its snapshot."""
+    tables = tables_of(session)
+    where = [] if accounts is None else tables.range_filter(accounts.start, accounts.stop)
+    return crossings_by_scope(session, minute_of(now), where, every=accounts is None)
+
+
+def with_crossings(
+    stats: dict[Scope, ScopeStats], crossings: Mapping[Scope, Crossings] | None
+) -> dict[Scope, ScopeStats]:
+    """`stats` with each scope's crossings (none found: no email crosses in the horizon)."""
+    if crossings is None:
+        return stats
+    return {
+        scope: replace(found, crossings=crossings.get(scope, Crossings()))
+        for scope, found in stats.items()
+    }

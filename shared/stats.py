@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from dashcache.keys import Scope
 from dashcache.schema.tables import MappedTables, tables_of
+from dashcache.windows import Crossings, floor_minute, growth_percentage
 
 WEEK = timedelta(days=7)
 BATCH_SCOPES = 1000
@@ -54,7 +55,8 @@ class ScopeStats:
     `aggregates` is the JSON-ready aggregates dict; `breakdown` holds (category name, count)
     pairs ordered by count descending then name, every category included, cut to the maximum.
     `counted` (the raw counts, every category's included), `taxonomy` ((id, name) by name) and
-    `limit` (the maximum) are what a delta-maintained state is built from.
+    `limit` (the maximum) are what a delta-maintained state is built from, with `crossings`
+    (shared/windows.py) for the aggregates'.
     """
 
     aggregates: dict[str, Any]
@@ -62,13 +64,7 @@ class ScopeStats:
     counted: Tally | None = field(default=None, compare=False)
     taxonomy: Sequence[tuple[int, str]] = field(default=(), compare=False)
     limit: int = field(default=0, compare=False)
-
-
-def growth_percentage(this_week: int, previous_week: int) -> float:
-    """Week-over-week growth in percent, rounded to one decimal; 100.0 when growing from zero."""
-    if previous_week == 0:
-        return 0.0 if this_week == 0 else 100.0
-    return round((this_week - previous_week) / previous_week * 100, 1)
+    crossings: Crossings | None = field(default=None, compare=False)
 
 
 def aggregates_from(counts: Counts, categories_count: int) -> dict[str, Any]:
@@ -280,11 +276,13 @@ def counts_query(
 ) -> Select[int | None, int, int, int, int, int]:
     """Counts per category with every counted condition as a FILTER; time bounds fixed once.
 
-    The current week is open at its end: an email created after `now` (a later insert, or one
-    dated in the future) counts in it, as a delta does (docs/deltas.md). `now` is a datetime,
-    or a SQL expression such as `func.now()` for a stored query (a view).
+    The windows are counted as of `now` floored to its minute (shared/windows.py), and the
+    current week is open at its end: an email created after `now` (a later insert, or one dated
+    in the future) counts in it, as a delta does (docs/deltas.md). `now` is a datetime, or a SQL
+    expression such as `func.now()` for a stored query (a view).
     """
-    week_start, previous_start = now - WEEK, now - 2 * WEEK
+    as_of = floor_minute(now) if isinstance(now, datetime) else func.date_trunc("minute", now)
+    week_start, previous_start = as_of - WEEK, as_of - 2 * WEEK
     created = tables.created_at
     query = select(
         tables.category,

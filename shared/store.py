@@ -19,11 +19,13 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from dashcache import codec
+from dashcache.advance import ADVANCE_SCRIPT
 from dashcache.fence import FENCED_WRITE_SCRIPT
 from dashcache.keys import KeySchema, Kind, Scope, parse_scope_token, scope_token
 from dashcache.logging import get_logger
 from dashcache.redis_url import is_sentinel, parse_sentinel_url
 from dashcache.sentinel import sentinel_client
+from dashcache.windows import Moves, minute_of
 
 log = get_logger(__name__)
 
@@ -33,11 +35,14 @@ WRITE_CHUNK = 256
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """A stored value: its data, when it was computed (as of), and its generation."""
+    """A stored value: its data, when it was computed (as of), and its generation; an
+    aggregates value read in a snapshot also carries the moves of its weekly numbers over the
+    next minutes (`windows`, the envelope's `"w"`: shared/windows.py)."""
 
     data: Any
     computed_at: datetime
     generation: int
+    windows: Moves | None = None
 
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON; `generation` first, so it is cheap to spot."""
@@ -46,17 +51,21 @@ class Envelope:
             "computed_at": self.computed_at.isoformat(),
             "data": self.data,
         }
+        if self.windows is not None:
+            body["w"] = self.windows
         return codec.dumps(body)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Envelope:
         """Parse what `to_json` wrote."""
-        return cls(*decode_envelope(raw))
+        body = codec.loads(raw)
+        computed_at = datetime.fromisoformat(body["computed_at"])
+        return cls(body["data"], computed_at, body["generation"], body.get("w"))
 
 
 def decode_envelope(raw: bytes) -> tuple[Any, datetime, int]:
     """(data, computed_at, generation) from what `Envelope.to_json` wrote, without building an
-    Envelope: the readers' hit path uses this."""
+    Envelope (the data as stored: its weekly numbers not moved)."""
     body = codec.loads(raw)
     return body["data"], datetime.fromisoformat(body["computed_at"]), body["generation"]
 
@@ -197,6 +206,17 @@ class RedisStore:
         self.ttl_seconds = ttl_seconds
         self.max_value_bytes = max_value_bytes
         self._fenced_write = client.register_script(FENCED_WRITE_SCRIPT)
+        self._advance = client.register_script(ADVANCE_SCRIPT)
+
+    def advance(self, account_id: Scope, now: datetime) -> bytes | None:
+        """A scope's aggregates envelope with its weekly windows advanced to `now`'s minute
+        (shared/advance.py); None when it cannot be (no state, past its horizon): recount."""
+        keys = [
+            self.keys.value(Kind.AGGREGATES, account_id),
+            self.keys.state(Kind.AGGREGATES, account_id),
+        ]
+        found: bytes | None = self._advance(keys=keys, args=[minute_of(now)])
+        return found or None
 
     def take_ticket(self) -> int:
         """A new generation, greater than every one handed out before; take it before reading."""

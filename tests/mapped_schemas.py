@@ -33,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase
 from dashcache import clock
 from dashcache.keys import Scope
 from dashcache.stats import growth_percentage
+from dashcache.windows import floor_minute
 
 DAY = timedelta(days=1)
 AGES = (1, 3, 5, 9, 11, 13, 20)
@@ -230,8 +231,9 @@ class AppSchema:
     def truth(self, scope: Scope, now: datetime) -> tuple[dict[str, Any], list[list[Any]]]:
         """Aggregates and breakdown of a scope by brute force over the inserted rows."""
         chosen = [e for e in self.rows.values() if scope is None or e.account == scope]
-        this_week = sum(1 for e in chosen if now - 7 * DAY <= e.created_at < now)
-        previous = sum(1 for e in chosen if now - 14 * DAY <= e.created_at < now - 7 * DAY)
+        start = floor_minute(now)  # the windows move by whole minutes (docs/statistics.md)
+        this_week = sum(1 for e in chosen if start - 7 * DAY <= e.created_at < now)
+        previous = sum(1 for e in chosen if start - 14 * DAY <= e.created_at < start - 7 * DAY)
         aggregates = {
             "total_emails": len(chosen),
             "auto_labeled": sum(self.auto_labeled(e) for e in chosen),

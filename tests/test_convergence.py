@@ -25,6 +25,7 @@ from dashcache.events import EventPublisher
 from dashcache.keys import KeySchema, Kind, Scope
 from dashcache.models import Category, Email
 from dashcache.reader import DashboardReader
+from dashcache.windows import floor_minute
 from tests.cli.test_cli import run
 from tests.eventing import markers, tracked_sessions
 from tests.helpers import wait_until
@@ -98,8 +99,9 @@ def brute_force(engine: Engine, scope: Scope, now: datetime) -> tuple[dict, list
         columns = (Email.account_id, Email.category_id, Email.is_unread, Email.is_auto_labeled)
         rows = conn.execute(select(*columns, Email.created_at)).all()
     mine = [row for row in rows if scope is None or row[0] == scope]
-    this_week = sum(1 for row in mine if now - WEEK <= row[4] < now)
-    previous = sum(1 for row in mine if now - 2 * WEEK <= row[4] < now - WEEK)
+    start = floor_minute(now)  # the windows move by whole minutes (docs/statistics.md)
+    this_week = sum(1 for row in mine if start - WEEK <= row[4] < now)
+    previous = sum(1 for row in mine if start - 2 * WEEK <= row[4] < start - WEEK)
     if previous == 0:
         percentage = 0.0 if this_week == 0 else 100.0
     else:

@@ -58,9 +58,11 @@ from dashcache.reader.rules import (
     database_failed,
     redis_down_error,
     usable,
+    usable_now,
 )
 from dashcache.reader.throttle import ThrottledLog
 from dashcache.reads import read_mark
+from dashcache.windows import WindowsExpired
 
 
 class AsyncDashboardReader:
@@ -194,7 +196,10 @@ class AsyncDashboardReader:
                 self.redis.failed(error)
                 return await self._without_redis(parts, kind, account_id)
             self.redis.ok()
-            found = usable(raw, self._ttl, self._soft_age, max_age)
+            try:
+                found = usable(raw, self._ttl, self._soft_age, max_age)
+            except WindowsExpired:
+                found = await self._advanced(parts, account_id, max_age)
             if found is None:
                 self.metrics.record_read(kind, "miss")
                 return await self._fill(parts, kind, account_id, max_age)
@@ -207,6 +212,18 @@ class AsyncDashboardReader:
         else:
             self.metrics.record_hit(kind, account_id)
         return found
+
+    async def _advanced(
+        self, parts: LoopParts, account_id: Scope, max_age: float | None
+    ) -> Found | None:
+        """The aggregates value advanced in Redis to now (shared/advance.py); None: recount.
+        Redis failing here: None too, and the miss path finds out."""
+        try:
+            raw = await parts.store.advance(account_id, clock.now())
+        except RedisError as error:
+            self.redis.failed(error)
+            return None
+        return usable_now(raw, self._ttl, self._soft_age, max_age)
 
     async def _fill(
         self, parts: LoopParts, kind: Kind, account_id: Scope, max_age: float | None
@@ -226,7 +243,7 @@ class AsyncDashboardReader:
         key = self.keys.value(kind, account_id)
 
         async def fetch() -> Found | None:
-            return usable(await parts.client.get(key), self._ttl, self._soft_age, max_age)
+            return usable_now(await parts.client.get(key), self._ttl, self._soft_age, max_age)
 
         try:
             return await parts.flight.run(

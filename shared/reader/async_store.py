@@ -3,6 +3,7 @@ and fenced write (the same script, planned by `FencedWritePlan`), on `redis.asyn
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -10,12 +11,14 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from dashcache.advance import ADVANCE_SCRIPT
 from dashcache.fence import FENCED_WRITE_SCRIPT
-from dashcache.keys import KeySchema
+from dashcache.keys import KeySchema, Kind, Scope
 from dashcache.recompute import RecomputeResult
 from dashcache.redis_url import is_sentinel, parse_sentinel_url
 from dashcache.sentinel import async_sentinel_client
 from dashcache.store import FencedWritePlan
+from dashcache.windows import minute_of
 
 
 def make_async_redis(url: str, timeout_seconds: float) -> aioredis.Redis:
@@ -53,6 +56,17 @@ class AsyncRedisStore:
         self.ttl_seconds = ttl_seconds
         self.max_value_bytes = max_value_bytes
         self._fenced_write = client.register_script(FENCED_WRITE_SCRIPT)
+        self._advance = client.register_script(ADVANCE_SCRIPT)
+
+    async def advance(self, account_id: Scope, now: datetime) -> bytes | None:
+        """`RedisStore.advance` on asyncio: the aggregates envelope advanced to `now`'s minute,
+        or None (recount)."""
+        keys = [
+            self.keys.value(Kind.AGGREGATES, account_id),
+            self.keys.state(Kind.AGGREGATES, account_id),
+        ]
+        found: bytes | None = await self._advance(keys=keys, args=[minute_of(now)])
+        return found or None
 
     async def take_ticket(self) -> int:
         """A new generation, greater than every one handed out before; take it before reading."""

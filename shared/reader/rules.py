@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashcache import clock
+from dashcache import clock, codec
 from dashcache.errors import CacheUnavailable, DashboardUnavailable, InvalidArgument
 from dashcache.keys import Kind, Scope, check_account_id, scope_token
 from dashcache.metrics import Metrics, RecomputeOutcome
 from dashcache.reader.throttle import ThrottledLog
 from dashcache.recompute import RecomputeResult
 from dashcache.schema.tables import single_tenant_problem
-from dashcache.store import decode_envelope
+from dashcache.windows import WindowsExpired, moved
 
 Source = Literal["cache", "fallback", "fresh"]
 
@@ -70,17 +70,32 @@ def breakdown_value(found: Found, limit: int) -> DashboardValue:
 
 def usable(raw: Any, ttl: float, soft_age: float, max_age: float | None) -> Found | None:
     """The cached envelope `raw` if there is one, younger than the hard TTL and than `max_age`;
-    marked stale past `soft_age`."""
+    marked stale past `soft_age`. Its weekly numbers are moved to the moment of the read
+    (shared/windows.py); `WindowsExpired` when its moves end before it (advance, or recount)."""
     if raw is None:
         return None
     try:
-        data, computed_at, generation = decode_envelope(raw)
+        body = codec.loads(raw)
+        data, computed_at = body["data"], datetime.fromisoformat(body["computed_at"])
+        generation, windows = body["generation"], body.get("w")
     except (ValueError, KeyError, TypeError):
         return None  # not ours or corrupt: recomputed, and the fence overwrites it
-    age = clock.timestamp() - computed_at.timestamp()
+    now = clock.timestamp()
+    age = now - computed_at.timestamp()
     if age >= ttl or (max_age is not None and age > max_age):
         return None
+    if windows is not None:
+        data = moved(data, windows, now)
     return data, computed_at, generation, max(age, 0.0), "cache", age > soft_age
+
+
+def usable_now(raw: Any, ttl: float, soft_age: float, max_age: float | None) -> Found | None:
+    """`usable`, with a value whose moves ended treated as missing (while waiting on another
+    reader's computation, which writes a value moved to now)."""
+    try:
+        return usable(raw, ttl, soft_age, max_age)
+    except WindowsExpired:
+        return None
 
 
 def computed(

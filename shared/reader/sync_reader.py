@@ -7,7 +7,9 @@
 
 What one read does:
 
-- Hit (the common case): one GET and a JSON parse. No lock, no extra round trip, no log line.
+- Hit (the common case): one GET and a JSON parse, the weekly numbers moved to the moment of
+  the read (shared/windows.py). No lock, no extra round trip, no log line. Once the value's
+  moves end (every few minutes), one reader's read advances it in Redis (shared/advance.py).
 - Older than the soft age: served at once with `stale=True`, and the worker is asked to refresh
   the scope in the background, at most once per scope per refresh period
   (shared/reader/refresh.py).
@@ -57,6 +59,7 @@ from dashcache.reader.rules import (
     database_failed,
     redis_down_error,
     usable,
+    usable_now,
 )
 from dashcache.reader.singleflight import SingleFlight
 from dashcache.reader.slots import ComputeSlots
@@ -64,6 +67,7 @@ from dashcache.reader.throttle import ThrottledLog
 from dashcache.reads import read_mark
 from dashcache.recompute import write_result
 from dashcache.store import RedisStore, make_redis
+from dashcache.windows import WindowsExpired
 
 __all__ = ["LOG_INTERVAL_SECONDS", "DashboardReader", "DashboardValue", "Found", "Source"]
 
@@ -163,7 +167,11 @@ class DashboardReader:
             try:
                 raw = self.store.client.get(self.store.keys.value(kind, account_id))
                 self.redis.ok()
-                found = usable(raw, self._ttl, self._soft_age, max_age)
+                try:
+                    found = usable(raw, self._ttl, self._soft_age, max_age)
+                except WindowsExpired:
+                    raw = self.store.advance(account_id, clock.now())
+                    found = usable_now(raw, self._ttl, self._soft_age, max_age)
                 if found is None:
                     self.metrics.record_read(kind, "miss")
                     return self._fill(kind, account_id, max_age)
@@ -182,7 +190,7 @@ class DashboardReader:
 
     def _usable(self, raw: Any, max_age: float | None) -> Found | None:
         """The cached envelope if there is one, younger than the hard TTL and than `max_age`."""
-        return usable(raw, self._ttl, self._soft_age, max_age)
+        return usable_now(raw, self._ttl, self._soft_age, max_age)
 
     def _fill(self, kind: Kind, account_id: Scope, max_age: float | None) -> Found:
         """Single flight: compute the scope if we get its lock, else wait for who has it."""
