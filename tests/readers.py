@@ -87,3 +87,20 @@ class ReadLoop:
                 error = raised
             self.outcomes.append(Outcome(phase, time.monotonic() - started, value, error))
             self._stop.wait(0.05)  # pacing only
+
+
+def read_in_one_minute(env: dict[str, str], scopes: list[int | None], results: Queue[Any]) -> None:
+    """Read the aggregates of `scopes` within one minute of the clock; put (the moment the reads
+    began, [(scope, data, generation, source), ...]) on `results` (retried across a minute
+    start, so one moment is the truth of every read)."""
+    from dashcache import clock
+    from dashcache.windows import floor_minute
+
+    reader = DashboardReader.from_settings(Settings.from_env(env))
+    while True:
+        began = clock.now()
+        values = [(scope, reader.get_aggregates(account_id=scope)) for scope in scopes]
+        if floor_minute(clock.now()) == floor_minute(began):
+            break
+    reader.close()
+    results.put((began, [(s, v.data, v.generation, v.source) for s, v in values]))
