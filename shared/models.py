@@ -84,4 +84,6 @@ class Email(Base):
             postgresql_include=["is_unread", "is_auto_labeled", "created_at"],
         ),
         Index("ix_emails_category_id", "category_id"),
+        # Serves a recount's window crossings: emails created around both window starts.
+        Index("ix_emails_created_at", "created_at"),
     )

@@ -9,7 +9,7 @@ from dashcache.config import Settings
 from dashcache.errors import ConfigError
 from dashcache.schema.check import check_schema, engine_for
 from dashcache.schema.mapping import describe
-from dashcache.schema.tables import index_ddl, tables_of
+from dashcache.schema.tables import created_index_ddl, index_ddl, tables_of
 
 
 @click.group()
@@ -34,6 +34,8 @@ def schema_check(settings: Settings) -> None:
         scope = "per-account pass" if mapping.multi_tenant else "all-accounts pass"
         click.echo(f"\n# the index that serves the {scope} on these columns:")
         click.echo(index_ddl(mapping, engine.dialect))
+        click.echo("# the index that serves the window crossings a recount counts (created_at):")
+        click.echo(created_index_ddl(mapping, engine.dialect))
     finally:
         engine.dispose()
     click.echo("\nok: the mapping fits the database")

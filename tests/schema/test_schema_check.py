@@ -29,7 +29,7 @@ from dashcache.schema.mapping import (
     parse_mapping,
     parse_table,
 )
-from dashcache.schema.tables import index_ddl
+from dashcache.schema.tables import created_index_ddl, index_ddl
 from tests.mapped_schemas import HOSTILE, app_schema
 from tests.processes import Process, celery_command, celery_env
 
@@ -217,14 +217,20 @@ def test_schema_check_prints_mapping_and_an_index_that_builds(
         code, out, err = run_cli(replace(settings, schema_file=app.mapping_file), "schema", "check")
         assert code == 0, err
         assert describe(load_mapping(app.mapping_file)) in out
-        ddl = next(line for line in out.splitlines() if line.startswith("CREATE INDEX"))
+        ddl, created = (line for line in out.splitlines() if line.startswith("CREATE INDEX"))
         assert ddl == index_ddl(load_mapping(app.mapping_file), pg.dialect)
+        assert created == created_index_ddl(load_mapping(app.mapping_file), pg.dialect)
         with pg.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(ddl))
+            conn.execute(text(created))
             found = conn.execute(
                 text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_dashcache_counts'")
             ).scalar_one()
+            by_time = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_dashcache_created'")
+            ).scalar_one()
         assert re.search(r'INCLUDE \("read at", "auto tagged ☑", "réçu à"\)', found)
+        assert '("réçu à")' in by_time
         assert out.rstrip().endswith("ok: the mapping fits the database")
 
 
