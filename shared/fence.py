@@ -15,8 +15,9 @@ from dashcache.maintained import LUA_LIBRARY
 # With a state: refused when its snapshot is older than what the delta log was pruned to (deltas
 # it did not see may be gone; the stored value is newer). Deltas of the log its snapshot did not
 # see are applied again (and the value rendered from the state), the drift from the stored state
-# is returned (none while the log's `~u:<kind>` says a published change reached the value without
-# a delta: the difference is that change; a write whose ticket is newer than the mark clears it),
+# is returned, less the change events without a txid published (`~e:<kind>:...`, SETTLE_LUA;
+# none at all while the log's `~u:<kind>` says a published change no rows explain reached the
+# value: a write whose ticket is newer than the mark clears it),
 # and the log is pruned of deltas every stored state of the scope sees.
 # The counts of a state as text: from its first count field to the end. Python writes every state
 # with the counts last (shared/maintained.py), and keeps a state's text as it is unless deltas
@@ -29,9 +30,43 @@ local function counts_of(raw, kind)
 end
 """
 
+# The expected change of one write from the log's `~e:<kind>:<seq>:<item>` fields (`found`,
+# field then value): a bucket older than the write's ticket was surely seen by its snapshot:
+# exact (`sure`) and cleared; a newer one may or may not have been, so it widens the allowed
+# range (`lo`..`hi`), stays, and is tagged `~a:<kind>:<seq>`: the stored state may then hold
+# it, and the write that clears it later allows the range too.
+SETTLE_LUA = """
+local function settle(log, kind, generation, found, meta)
+  local exp = {sure = {}, lo = {}, hi = {}}
+  local cleared, kept = {}, {}
+  for j = 1, #found, 2 do
+    local seq, item = string.match(found[j], '^~e:%a+:(%d+):(.+)$')
+    local n, tag = tonumber(found[j + 1]), '~a:' .. kind .. ':' .. seq
+    local older = generation > tonumber(seq)
+    if older and not meta[tag] then
+      exp.sure[item] = (exp.sure[item] or 0) + n
+    elseif n < 0 then
+      exp.lo[item] = (exp.lo[item] or 0) + n
+    else
+      exp.hi[item] = (exp.hi[item] or 0) + n
+    end
+    if older then
+      redis.call('HDEL', log, found[j])
+      cleared[tag] = true
+    else
+      kept[tag] = true
+    end
+  end
+  for tag in pairs(cleared) do redis.call('HDEL', log, tag) end
+  for tag in pairs(kept) do redis.call('HSET', log, tag, '1') end
+  return exp
+end
+"""
+
 FENCED_WRITE_SCRIPT = (
     LUA_LIBRARY
     + COUNTS_LUA
+    + SETTLE_LUA
     + """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ttl = ARGV[1]
@@ -63,9 +98,16 @@ for i = 3, #KEYS, 3 do
   if accept == 1 and state_raw ~= '' then
     local xmin = string.match(state_raw, '"snap":%["(%d+)"')
     local entries = redis.call('HGETALL', log)
-    local meta = {}
+    local meta, found = {}, {}
+    local mine = '~e:' .. kind .. ':'
     for j = 1, #entries, 2 do
-      if string.sub(entries[j], 1, 1) == '~' then meta[entries[j]] = entries[j + 1] end
+      if string.sub(entries[j], 1, 1) == '~' then
+        meta[entries[j]] = entries[j + 1]
+        if string.sub(entries[j], 1, #mine) == mine then
+          found[#found + 1] = entries[j]
+          found[#found + 1] = entries[j + 1]
+        end
+      end
     end
     local horizon = meta['~h']
     if horizon and old_raw and lt(xmin, horizon) then accept = 0 end
@@ -90,11 +132,12 @@ for i = 3, #KEYS, 3 do
       if expected and generation > tonumber(expected) then
         redis.call('HDEL', log, '~u:' .. kind)
       end
+      local exp = #found > 0 and settle(log, kind, generation, found, meta) or nil
       local same = not changed and counts_of(old_raw or '', kind) == counts_of(state_raw, kind)
-      if old_raw and not expected and not same then
+      if old_raw and not expected and (exp or not same) then
         s = s or open_state(state_raw, kind)
         local old = open_state(old_raw, kind)
-        if old then fields = drift(old, s, kind) end
+        if old then fields = drift(old, s, kind, exp) end
       end
       redis.call('SET', KEYS[i + 1], changed and close_state(s) or state_raw, 'EX', ttl)
       meta['~x:' .. kind] = xmin

@@ -18,12 +18,13 @@ needs (JSON, built here, read and rewritten only by Lua):
 Ids and times are decimal strings: Lua numbers are doubles, exact only to 2**53. A delta entry
 (kept per scope in `P:v1:deltas:S`, field `txid:email_id`) is `txid|seq|before|after`, a row
 being `category,unread,auto_labeled,created_at_us` (empty for none) and `seq` the generation
-counter when it was logged. The log's `~u:agg` / `~u:bd` hold the generation counter when an
-event published a change that reached the scope without a delta (no txid; shared/events/
-unapplied.py): until a recompute whose ticket is newer clears it, a write finds that change, not
-drift. Rendering a value from its state gives the same JSON data as
-`dashcache.recompute.to_data`, and an aggregates envelope the same moves `"w"` as
-`dashcache.windows.moves` (tests/events/test_deltas.py compares them).
+counter when it was logged. The log's `~e:<kind>:<seq>:<item>` fields add up the change of
+the counted numbers that events without a txid published (shared/events/unapplied.py): a write
+takes it out of the difference it finds, and the rest is drift; `~u:<kind>` marks a change no
+rows explain (no drift counted until a write whose ticket is newer clears it). Rendering a value
+from its state gives the same JSON data as `dashcache.recompute.to_data`, and an aggregates
+envelope the same moves `"w"` as `dashcache.windows.moves` (tests/events/test_deltas.py compares
+them).
 """
 
 from __future__ import annotations
@@ -257,19 +258,26 @@ local function write_back(k, states, changed)
   return stale
 end
 
-local function drift(old, s, kind)
+local function off(exp, item, found)
+  if not exp then return found ~= 0 end
+  local r = found - (exp.sure[item] or 0)
+  return r < (exp.lo[item] or 0) or r > (exp.hi[item] or 0)
+end
+
+local function drift(old, s, kind, exp)
   local fields = {}
   if kind == 'agg' then
-    local names = {'total_emails', 'auto_labeled', 'unread_count'}
+    local names, items = {'total_emails', 'auto_labeled', 'unread_count'}, {'t', 'a', 'u'}
     for i = 1, 3 do
-      if old.n[i] ~= s.n[i] then fields[#fields + 1] = names[i] end
+      if off(exp, items[i], s.n[i] - old.n[i]) then fields[#fields + 1] = names[i] end
     end
   else
     local was = {}
     for _, e in ipairs(old.c) do was[tostring(e[1])] = e[3] end
     for _, e in ipairs(s.c) do
-      local before = was[tostring(e[1])]
-      if before and before ~= e[3] then fields[#fields + 1] = e[2] end
+      local id = tostring(e[1])
+      local before = was[id]
+      if before and off(exp, id, e[3] - before) then fields[#fields + 1] = e[2] end
     end
   end
   return fields
@@ -279,5 +287,7 @@ end
 """Lua functions the scripts share: 64-bit id comparison on decimal strings, visibility in a
 snapshot, parsing delta entries, applying them to a state (its crossings too), rendering a state
 as an envelope (the same JSON as Python's, an aggregates envelope with its moves), and the drift
-between two states: the counts deltas maintain (totals, flags, every category both states know);
-the taxonomy itself comes only from recomputes."""
+between two states: the counts deltas maintain (totals, flags, every category both states know)
+that differ by more than a published change without delta explains (`exp`: exact `sure` part,
+`lo`..`hi` for changes a write may or may not have seen; shared/fence.py); the taxonomy itself
+comes only from recomputes."""

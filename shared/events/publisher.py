@@ -133,7 +133,9 @@ class EventPublisher:
         stale = applied.stale | conflicted
         if self.delta_states:
             emails = [e for e in parted.recompute if isinstance(e, EMAIL_EVENTS)]
-            self.unapplied.mark(targets_of_all(emails) | stale)
+            unnetted = [e for e in emails if e.txid is not None]
+            explained = [e for e in emails if e.txid is None]
+            self.unapplied.mark(explained, targets_of_all(unnetted) | stale)
         targets = targets_of_all(parted.recompute) | stale
         runs = self.coalescer.mark(targets)
         if targets:

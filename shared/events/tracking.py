@@ -14,9 +14,9 @@ per transaction, at its first flush with email changes), so it updates the count
 a transaction's changes of one email are merged into one net event (`netting.py`: first
 `before`, last `after`; created then deleted is nothing). Events are published without a txid,
 so recomputed from the table, where a delta could be wrong: on SQLite, for an email moved to
-another account (a delete and a create), and in a transaction that used a savepoint (a rolled
-back savepoint's events are kept: an extra event only costs a recompute, a missing one a stale
-value).
+another account (a delete and a create), and in a transaction that used a savepoint. A rolled
+back savepoint's events are dropped: the recompute expects the change its events' rows explain,
+and counts the rest as drift (docs/deltas.md).
 
 Not seen: bulk `update()` / `delete()` / `insert()` statements and raw SQL. Whoever runs them
 publishes the matching events (`dashcache.events.publish_many`) after committing.
@@ -54,6 +54,7 @@ _PENDING = "dashcache.events"
 _FETCHED = "dashcache.old_rows"
 _TXID = "dashcache.txid"
 _NESTED = "dashcache.nested"
+_SAVEPOINTS = "dashcache.savepoints"
 
 log = get_logger(__name__)
 
@@ -117,16 +118,24 @@ def track_mutations(
     def after_transaction_create(session: Session, transaction: SessionTransaction) -> None:
         if transaction.nested:
             session.info[_NESTED] = True
+            held = len(session.info.get(_PENDING, []))
+            session.info.setdefault(_SAVEPOINTS, {})[id(transaction)] = held
+
+    def after_soft_rollback(session: Session, transaction: SessionTransaction) -> None:
+        held = session.info.get(_SAVEPOINTS, {}).pop(id(transaction), None)
+        if transaction.nested and held is not None:
+            del session.info.get(_PENDING, [])[held:]
 
     def after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
         if transaction.parent is None:
-            for name in (_PENDING, _FETCHED, _TXID, _NESTED):
+            for name in (_PENDING, _FETCHED, _TXID, _NESTED, _SAVEPOINTS):
                 session.info.pop(name, None)
 
     event.listen(session_factory, "before_flush", before_flush)
     event.listen(session_factory, "after_flush", after_flush)
     event.listen(session_factory, "after_commit", after_commit)
     event.listen(session_factory, "after_transaction_create", after_transaction_create)
+    event.listen(session_factory, "after_soft_rollback", after_soft_rollback)
     event.listen(session_factory, "after_transaction_end", after_transaction_end)
 
 

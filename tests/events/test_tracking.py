@@ -169,3 +169,23 @@ def test_a_savepoint_or_sqlite_publishes_without_txid(pg: Engine, sqlite_engine:
                     session.add(new_email(2, None))
             session.commit()
         assert [event.txid for batch in batches for event in batch] in ([None], [None, None])
+
+
+def test_a_rolled_back_savepoint_publishes_none_of_its_events(pg: Engine) -> None:
+    """Events flushed inside a savepoint that rolled back are dropped (their rows would tell a
+    change the table never got); those before it (flushed as it begins) and after it are
+    published."""
+    factory, batches = tracked(pg)
+    with factory() as session:
+        session.add(new_email(1, None))
+        try:
+            with session.begin_nested():
+                session.add(new_email(2, None))
+                session.flush()
+                raise RuntimeError("roll the savepoint back")
+        except RuntimeError:
+            pass
+        with session.begin_nested():
+            session.add(new_email(3, None))
+        session.commit()
+    assert [event.account_id for batch in batches for event in batch] == [1, 3]
