@@ -104,6 +104,7 @@ class LossWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._owed = False
 
     def ensure_running(self) -> None:
         """Start the thread if it is not running (also in a forked child)."""
@@ -115,8 +116,25 @@ class LossWatch:
                 )
                 self._thread.start()
 
+    def owe(self) -> None:
+        """A write failed part way (Redis or the broker down, a failover under way): repair at
+        the next check that can send it, as for a loss."""
+        with self._lock:
+            self._owed = True
+        self.ensure_running()
+
     def check(self) -> bool:
-        """Check once; True when a loss was found and its repair sent."""
+        """Check once; True when a loss (or a failed write) was found and its repair sent."""
+        with self._lock:
+            owed, self._owed = self._owed, False
+        if owed:
+            log.warning("redis.write_failed_repair", source=self.source, writer=self.record.key)
+            try:
+                self.repair()
+            except Exception:
+                self.owe()
+                raise
+            return True
         found = self.record.lost()
         if found is None:
             return False

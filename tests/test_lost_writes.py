@@ -133,3 +133,32 @@ def test_deltas_lost_with_a_lone_redis_restarted_empty_are_repaired_at_once(
         finally:
             publisher.close()
             client.close()
+
+
+def test_a_batch_that_failed_while_redis_was_down_is_repaired_once_it_is_back(
+    settings: Settings, pg: Engine, logs: list[dict]
+) -> None:
+    """The cache Redis (the broker apart) is down when a committed change is published: the
+    publish fails (logged, the commit stands), and once Redis answers again the publisher's
+    watch sends the pass it owes, without waiting for the schedule."""
+    with RedisServer() as server:
+        settings = replace(settings, redis_url=server.url, redis_timeout_seconds=0.5)
+        warmed(settings, pg)
+        client = redis.Redis.from_url(server.url)
+        publisher = EventPublisher(settings)
+        sessions = tracked_sessions(pg, publisher, deltas=True)
+        try:
+            with worker_process(settings):
+                server.stop()
+                with sessions.begin() as session:
+                    session.add(new_email(1, 1))
+                wait_until(
+                    lambda: any(e["event"] == "event.publish_failed" for e in logs),
+                    "the publish to fail while Redis is down",
+                )
+                server.start()
+                wait_repaired(client, settings, pg, time.monotonic())
+            assert any(e["event"] == "redis.write_failed_repair" for e in logs), logs[-5:]
+        finally:
+            publisher.close()
+            client.close()

@@ -28,7 +28,7 @@ from dashcache.errors import EventConflict, PublisherClosed
 from dashcache.events.apply import Applied, DeltaApplier
 from dashcache.events.batching import Batcher
 from dashcache.events.coalesce import Coalescer, Run, run_scope
-from dashcache.events.deltas import split
+from dashcache.events.deltas import Split, split
 from dashcache.events.targeting import Target, targets_of, targets_of_all
 from dashcache.events.tenancy import check_tenancy
 from dashcache.events.types import EmailCreated, EmailDeleted, EmailUpdated, Event, check_event
@@ -123,6 +123,19 @@ class EventPublisher:
             parted.delta_events -= len(changes)
         if strict and parted.refused:
             raise parted.refused[0][0]
+        try:
+            applied, runs = self._write(parted)
+        except Exception:
+            # Nothing says how much of the batch reached Redis or the broker: owe a pass.
+            self.watch.owe()
+            raise
+        self._count(parted.recompute, runs, parted.delta_events, applied)
+        if applied.conflicts:
+            self._conflicted(applied.conflicts, strict)
+        return runs
+
+    def _write(self, parted: Split) -> tuple[Applied, list[Run]]:
+        """Apply a batch's deltas, mark what they could not reach, send the runs it needs."""
         applied = self._apply(parted.deltas)
         conflicted = {
             Target(kind, token)
@@ -142,10 +155,7 @@ class EventPublisher:
             self.record.count()
         self.watch.ensure_running()
         self.send_runs(runs)
-        self._count(parted.recompute, runs, parted.delta_events, applied)
-        if applied.conflicts:
-            self._conflicted(applied.conflicts, strict)
-        return runs
+        return applied, runs
 
     @staticmethod
     def _conflicted(conflicts: dict[str, list[str]], strict: bool) -> None:
