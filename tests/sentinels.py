@@ -25,9 +25,11 @@ class SentinelTopology:
         self.workdir = workdir
         self.down_after_ms = down_after_ms
         # A replica's full sync goes through an RDB file: keep it in the test's directory.
-        self.primary = RedisServer(None, "--dir", str(workdir))
+        # DEBUG SLEEP pauses a node the way a stalled server is (tests only, loopback only).
+        debug = ("--enable-debug-command", "local")
+        self.primary = RedisServer(None, "--dir", str(workdir), *debug)
         self.replica = RedisServer(
-            None, "--dir", str(workdir), "--replicaof", "127.0.0.1", str(self.primary.port)
+            None, "--dir", str(workdir), *debug, "--replicaof", "127.0.0.1", str(self.primary.port)
         )
         self.sentinel_ports = [free_port() for _ in range(3)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
