@@ -68,6 +68,10 @@ class DashcacheCollector(Collector):
             yield from _cdc(cdc)
 
 
+LOSS_SOURCES = ("cdc", "events")
+"""The writers that check Redis for lost writes (shared/written.py, the WAL consumer)."""
+
+
 def _counters(totals: Totals) -> Iterator[Metric]:
     reads = CounterMetricFamily(
         "dashcache_reads", "Dashboard reads by key kind and outcome", labels=["kind", "outcome"]
@@ -124,6 +128,21 @@ def _counters(totals: Totals) -> Iterator[Metric]:
     for what in PASS_OUTCOMES:
         passes.add_metric([what], totals.pass_scopes.get(what, 0))
     yield passes
+    lost = CounterMetricFamily(
+        "dashcache_redis_writes_lost",
+        "Times a writer found that Redis had lost its writes (restarted empty, or a promoted "
+        "replica that missed them) and had every scope recomputed, by writer",
+        labels=["source"],
+    )
+    for source in LOSS_SOURCES:
+        lost.add_metric([source], totals.writes_lost.get(source, 0))
+    yield lost
+    yield CounterMetricFamily(
+        "dashcache_cdc_wait_short",
+        "WAL transactions not confirmed yet: fewer replicas than DASHCACHE_REDIS_MIN_REPLICAS "
+        "acknowledged them",
+        value=totals.wait_short,
+    )
 
 
 def _freshness(totals: Totals, freshness: Freshness) -> Iterator[Metric]:

@@ -49,9 +49,13 @@ class Totals:
     """outcome -> events."""
     last_scheduled_run: datetime | None
     drift_by_trigger: dict[str, dict[str, int]] = field(default_factory=dict)
+    """trigger -> kind -> values a recompute found wrong and repaired."""
     pass_scopes: dict[str, int] = field(default_factory=dict)
     """Scopes the scheduled pass's shards warmed (`warmed`) and dropped as idle (`idle_dropped`)."""
-    """trigger -> kind -> values a recompute found wrong and repaired."""
+    writes_lost: dict[str, int] = field(default_factory=dict)
+    """source (`cdc`, `events`) -> times a writer found Redis had lost its writes."""
+    wait_short: int = 0
+    """WAL transactions whose WAIT came short of DASHCACHE_REDIS_MIN_REPLICAS (unconfirmed)."""
 
     @property
     def drift(self) -> dict[str, int]:
@@ -91,6 +95,8 @@ def parse_totals(fields: dict[bytes, bytes]) -> Totals:
     drift: dict[str, dict[str, int]] = {}
     last_run: datetime | None = None
     passes: dict[str, int] = {}
+    lost: dict[str, int] = {}
+    wait_short = 0
     for raw_name, raw_value in fields.items():
         name, value = raw_name.decode(), raw_value.decode()
         parts = name.split(":")
@@ -115,13 +121,19 @@ def parse_totals(fields: dict[bytes, bytes]) -> Totals:
                 by_kind[kind] = by_kind.get(kind, 0) + int(value)
             case ["pass", what]:
                 passes[what] = int(value)
+            case ["redis", "writes_lost", source]:
+                lost[source] = int(value)
+            case ["cdc", "wait_short"]:
+                wait_short = int(value)
             case [single] if single == LAST_SCHEDULED_RUN:
                 last_run = datetime.fromtimestamp(float(value), UTC)
     durations = {
         trigger: Durations(buckets.get(trigger, {}), sums.get(trigger, 0.0))
         for trigger in buckets.keys() | sums.keys()
     }
-    return Totals(reads, recomputes, durations, fenced, events, last_run, drift, passes)
+    return Totals(
+        reads, recomputes, durations, fenced, events, last_run, drift, passes, lost, wait_short
+    )
 
 
 def read_totals(client: redis.Redis, keys: KeySchema) -> Totals:

@@ -50,6 +50,9 @@ def test_endpoint_exposes_counters_histogram_and_ages(
         metrics.record_recompute("schedule", "written", seconds)
     finished = clock.now()
     metrics.record_scheduled_run(finished)
+    metrics.record_writes_lost("events")
+    metrics.record_wait_short()
+    metrics.record_wait_short()
     metrics.close()
     store = RedisStore(redis_client, keys, settings.ttl_seconds)
     envelope = Envelope({}, clock.now() - timedelta(seconds=30), store.take_ticket())
@@ -84,6 +87,9 @@ def test_endpoint_exposes_counters_histogram_and_ages(
         finished.timestamp()
     )
     assert value(samples, "dashcache_scopes_warmed") == 2
+    assert value(samples, "dashcache_redis_writes_lost_total", source="events") == 1
+    assert value(samples, "dashcache_redis_writes_lost_total", source="cdc") == 0
+    assert value(samples, "dashcache_cdc_wait_short_total") == 2
     assert len(samples["dashcache_value_age_seconds"]) == 4
     assert value(samples, "dashcache_value_age_seconds", scope="a3", kind="breakdown") >= 30
     assert value(samples, "dashcache_value_oldest_age_seconds") >= 30
