@@ -9,6 +9,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -23,6 +24,7 @@ from dashcache.metrics import close_all
 from dashcache.reader import DashboardReader
 from dashcache.redis_server import RedisServer
 from tests.helpers import captured_events
+from tests.sentinels import SentinelTopology
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -177,3 +179,10 @@ def own_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own, to pause, stop and start again."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[SentinelTopology]:
+    """A primary, a replica and three Sentinels of this test's own, on loopback ports."""
+    with SentinelTopology(tmp_path) as started:
+        yield started

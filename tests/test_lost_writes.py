@@ -6,11 +6,8 @@ scheduled pass runs (no beat), so what is repaired, that pass repaired.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
-import pytest
 import redis
 from sqlalchemy import Engine
 
@@ -30,12 +27,6 @@ from tests.sentinels import SentinelTopology
 REPAIRED_WITHIN = 60.0
 """Every number of every scope equals a fresh count this long after the promotion."""
 SCOPES: tuple[Scope, ...] = (1, 2, None)
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[SentinelTopology]:
-    with SentinelTopology(tmp_path) as started:
-        yield started
 
 
 def new_email(account_id: int, category_id: int) -> Email:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,12 +34,6 @@ from tests.processes import beat_process, worker_process
 from tests.sentinels import SentinelTopology
 
 DEADLINE = 60.0
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[SentinelTopology]:
-    with SentinelTopology(tmp_path) as started:
-        yield started
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from sqlalchemy import Engine, text
 
@@ -194,12 +193,6 @@ def deployment(settings: Settings, beat_file: Path) -> Iterator[tuple[Process, P
         consuming(settings),
     ):
         yield worker, beat
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[SentinelTopology]:
-    with SentinelTopology(tmp_path) as started:
-        yield started
 
 
 def under_load(settings: Settings) -> Settings:

@@ -7,9 +7,7 @@ No scheduled pass runs: what is repaired, the consumer repaired.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import redis
@@ -27,12 +25,6 @@ from tests.sentinels import SentinelTopology
 
 REPAIRED_WITHIN = 60.0
 """Every number of every scope equals a fresh count this long after the promotion."""
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[SentinelTopology]:
-    with SentinelTopology(tmp_path) as started:
-        yield started
 
 
 @pytest.fixture
