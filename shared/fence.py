@@ -12,12 +12,14 @@ from dashcache.maintained import LUA_LIBRARY
 # Returns per write {1 written or 0 fenced, drift fields}. A stored generation above the counter
 # means the counter was lost (Redis restarted with values restored): the write is accepted and
 # the counter raised past it, so ordering holds again from the next ticket on.
-# With a state: refused when its snapshot is older than what the delta log was pruned to (deltas
-# it did not see may be gone; the stored value is newer). Deltas of the log its snapshot did not
-# see are applied again (and the value rendered from the state), the drift from the stored state
-# is returned (none while the log's `~u:<kind>` says a published change reached the value without
-# a delta: the difference is that change; a write whose ticket is newer than the mark clears it),
-# and the log is pruned of deltas every stored state of the scope sees.
+# With a state: refused when its snapshot is older than what the delta log was pruned to (deltas it
+# did not see may be gone; the stored value is newer), or when it did not see the transaction of the
+# log's barrier `~b` (a TRUNCATE or category change applied in place, shared/cdc/structure.py: a
+# count from before it is no longer the scope's). Deltas of the log its snapshot did not see are
+# applied again (and the value rendered from the state), the drift from the stored state is returned
+# (none while the log's `~u:<kind>` says a published change reached the value without a delta: the
+# difference is that change; a write whose ticket is newer than the mark clears it), and the log is
+# pruned of deltas every stored state of the scope sees.
 # The counts of a state as text: from its first count field to the end. Python writes every state
 # with the counts last (shared/maintained.py), and keeps a state's text as it is unless deltas
 # change it; two states with the same counts text hold the same counts (a key inside JSON is never
@@ -69,6 +71,11 @@ for i = 3, #KEYS, 3 do
     end
     local horizon = meta['~h']
     if horizon and old_raw and lt(xmin, horizon) then accept = 0 end
+    local barrier = meta['~b']
+    if accept == 1 and barrier then
+      s = open_state(state_raw, kind)
+      if not s or not visible(s.snap, string.match(barrier, '^(%d+)|')) then accept = 0 end
+    end
     if accept == 1 then
       local changed = false
       for j = 1, #entries, 2 do

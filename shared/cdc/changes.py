@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from dashcache.cdc.apply import Change
 from dashcache.events.deltas import row_text
+from dashcache.events.targeting import Target
 from dashcache.events.types import EmailRow
-from dashcache.keys import ALL_SCOPE, Kind, scope_token
+from dashcache.keys import ALL_SCOPE, scope_token
 
 OPS = ("insert", "update", "delete", "truncate")
 """Kinds of replicated change (the `op` label of `dashcache_cdc_changes_total`)."""
@@ -40,8 +41,10 @@ class Transaction:
     txid: int
     chunk_rows: int
     ops: Counter[str] = field(default_factory=Counter)
-    recompute: set[Kind] = field(default_factory=set)
-    """Kinds of every scope to recompute at its commit (categories changed, a TRUNCATE)."""
+    stale: set[Target] = field(default_factory=set)
+    """Values found without a state by the chunks applied so far (to recompute at its commit)."""
+    structural: int = 0
+    """Structural changes (TRUNCATE, category changes) seen so far: the next one's position."""
     position: int = 0
     chunk: Chunk = field(init=False)
 

@@ -2,8 +2,9 @@
 
 BEGIN opens a transaction (its xid widened to 64 bits); each email change joins its current
 chunk, applied as soon as the chunk is full; a category change or a TRUNCATE of a mapped table
-asks for a recompute of every scope at the commit; COMMIT applies the last chunk and the
-recomputes, and only then returns the position the slot may be confirmed at. A row that cannot
+is applied in place to every scope's states where it comes (`structure.py`: no recount), once
+the changes before it are in Redis; COMMIT applies the last chunk, and only then returns the
+position the slot may be confirmed at. A row that cannot
 become a delta is dead-lettered with its position and the stream goes on. Chunks are applied by
 a thread of their own (`ChunkPipeline`) while the next ones are parsed.
 """
@@ -31,13 +32,13 @@ from dashcache.cdc.pgoutput import (
     format_lsn,
 )
 from dashcache.cdc.pipeline import ChunkPipeline
-from dashcache.cdc.rows import CategoryColumns, EmailColumns, email_row
+from dashcache.cdc.rows import CategoryColumns, EmailColumns, category_of, email_row
+from dashcache.cdc.structure import Op, Restructure
 from dashcache.cdc.xids import widen
 from dashcache.errors import BadRow, InvalidEvent
 from dashcache.events.deadletter import dead_letter
-from dashcache.events.targeting import BOTH, Target, dirty_kinds
-from dashcache.events.types import CategoriesChanged, CategoryChange
-from dashcache.keys import KeySchema, Kind
+from dashcache.events.targeting import Target
+from dashcache.keys import KeySchema
 from dashcache.logging import get_logger
 from dashcache.schema.mapping import SchemaMapping, TableName
 
@@ -45,12 +46,6 @@ log = get_logger(__name__)
 
 REFERENCE_SECONDS = 60.0
 """Longest a reference for widening xids is used (far less than 2**31 transactions take)."""
-
-_CATEGORY_CHANGES = {
-    Insert: CategoryChange.CREATED,
-    Update: CategoryChange.RENAMED,
-    Delete: CategoryChange.DELETED,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +59,11 @@ class Committed:
 
 @dataclass(slots=True)
 class Hooks:
-    """What the handler needs from outside: the next 64-bit xid, every-scope recomputes of some
-    kinds, and a way to recompute values that cannot take deltas."""
+    """What the handler needs from outside: the next 64-bit xid, a structural change applied to
+    every scope, and a way to recompute values that cannot take deltas."""
 
     next_xid: Callable[[], int]
-    recompute_every: Callable[[tuple[Kind, ...]], None]
+    restructure: Callable[[Restructure], None]
     recompute_stale: Callable[[set[Target]], None]
 
 
@@ -137,8 +132,13 @@ class Handler:
         op = type(message).__name__.lower()
         if message.oid in self.categories:
             transaction.ops[op] += 1
-            event = CategoriesChanged((), _CATEGORY_CHANGES[type(message)])
-            transaction.recompute.update(dirty_kinds(event))
+            try:
+                changes = _category_changes(self.categories[message.oid], message)
+            except BadRow as error:
+                self._dead_letter(message, error, lsn)
+                return
+            for change, category_id, name in changes:
+                self._restructure(change, category_id, name)
             return
         columns = self.emails.get(message.oid)
         if columns is None:
@@ -160,19 +160,32 @@ class Handler:
 
     def _truncate(self, message: Truncate) -> None:
         transaction = self._current()
-        mapped = set(self.emails) | set(self.categories)
-        if mapped.intersection(message.oids):
+        truncated = set(message.oids)
+        if truncated.intersection(set(self.emails) | set(self.categories)):
             transaction.ops["truncate"] += 1
-            transaction.recompute.update(BOTH)
+        if truncated.intersection(self.categories):
+            self._restructure(Op.TRUNCATE_CATEGORIES)
+        if truncated.intersection(self.emails):
+            self._restructure(Op.TRUNCATE_EMAILS)
+
+    def _restructure(self, op: Op, category_id: int = 0, name: str = "") -> None:
+        """Apply a structural change once every change before it is in Redis."""
+        transaction = self._current()
+        self._flush(transaction)
+        position = transaction.structural
+        transaction.structural += 1
+        self.hooks.restructure(Restructure(transaction.txid, position, op, category_id, name))
+
+    def _flush(self, transaction: Transaction) -> None:
+        """Apply the transaction's changes gathered so far; keep what they found stale."""
+        self.pipeline.put(transaction.take())
+        transaction.stale.update(t for done in self.pipeline.drain() for t in done.stale)
 
     def _commit(self, message: Commit) -> Committed:
         transaction = self._current()
-        self.pipeline.put(transaction.take())
-        stale = {target for done in self.pipeline.drain() for target in done.stale}
-        if stale:
-            self.hooks.recompute_stale(stale)
-        if transaction.recompute:
-            self.hooks.recompute_every(tuple(k for k in BOTH if k in transaction.recompute))
+        self._flush(transaction)
+        if transaction.stale:
+            self.hooks.recompute_stale(transaction.stale)
         self.transaction = None
         lag = max(time.time() - message.commit_time.timestamp(), 0.0)
         return Committed(message.end_lsn, lag, dict(transaction.ops))
@@ -200,6 +213,24 @@ class Handler:
             log_event="cdc.row_rejected",
             lsn=format_lsn(lsn),
         )
+
+
+def _category_changes(
+    columns: CategoryColumns, message: Insert | Update | Delete
+) -> list[tuple[Op, int, str]]:
+    """The structural changes of one categories row: an insert, a rename (a new id is a delete
+    of the old one and an insert), or a delete. `BadRow` for a NULL name or a bad id."""
+    if isinstance(message, Delete):
+        return [(Op.DELETE, category_of(columns, message.old)[0], "")]
+    category_id, name = category_of(columns, message.new)
+    if name is None:
+        raise BadRow("a category's name is NULL", column=columns.name.key, value=None)
+    if isinstance(message, Insert):
+        return [(Op.INSERT, category_id, name)]
+    old_id = category_id if message.old is None else category_of(columns, message.old)[0]
+    if old_id != category_id:
+        return [(Op.DELETE, old_id, ""), (Op.INSERT, category_id, name)]
+    return [(Op.RENAME, category_id, name)]
 
 
 def _sides(

@@ -30,10 +30,11 @@ from dashcache.cdc.readiness import check_ready, read_facts
 from dashcache.cdc.slot import drop_slot, ensure_publication, ensure_slot, next_xid, slot_state
 from dashcache.cdc.status import StatusWriter
 from dashcache.cdc.stream import SlotLost, Stream
+from dashcache.cdc.structure import Restructure, StructureApplier
 from dashcache.config import Settings
 from dashcache.events.publisher import EventPublisher
 from dashcache.events.targeting import Target
-from dashcache.keys import KeySchema, Kind
+from dashcache.keys import KeySchema
 from dashcache.logging import get_logger
 from dashcache.metrics import metrics_for
 from dashcache.recompute import recompute_every_scope
@@ -83,6 +84,11 @@ class Consumer:
         self.stream: Stream | None = None
         self.streamed = False
         """Whether this consumer streamed from the slot: a slot missing after that was lost."""
+
+    @cached_property
+    def structure(self) -> StructureApplier:
+        """Applies TRUNCATE and category changes in place to every scope."""
+        return StructureApplier(self.client, self.keys, self.settings.ttl_seconds)
 
     @cached_property
     def publisher(self) -> EventPublisher:
@@ -156,7 +162,7 @@ class Consumer:
             self.client,
             self.keys,
             settings.cdc_chunk_rows,
-            Hooks(self._next_xid, self._recompute_every, self._recompute_stale),
+            Hooks(self._next_xid, self._restructure, self._recompute_stale),
         )
         self.streamed = True
         self._tick()
@@ -201,14 +207,18 @@ class Consumer:
         with self.engine.connect() as conn:
             return next_xid(conn)
 
-    def _recompute_every(self, kinds: tuple[Kind, ...]) -> None:
+    def _restructure(self, change: Restructure) -> None:
         assert self.stream is not None
         with self.stream.alive():
-            result = recompute_every_scope(
-                self.engine, self.store, self.settings.max_breakdown, kinds
-            )
-        metrics_for(self.settings).count_drift(result.drift, "cdc")
-        log.info("cdc.recomputed", kinds=[k.value for k in kinds], scopes=result.scopes)
+            scopes, states = self.structure.apply(change)
+        log.info(
+            "cdc.restructured",
+            op=change.op.value,
+            txid=str(change.txid),
+            category_id=change.category_id,
+            scopes=scopes,
+            states=states,
+        )
 
     def _recompute_stale(self, targets: set[Target]) -> None:
         runs = self.publisher.coalescer.mark(targets)

@@ -64,11 +64,13 @@ def test_bulk_statements_are_exact_in_chunks(
         assert not [e for e in logs if e["event"] == "cdc.recomputed"]
 
 
-def test_category_changes_and_truncate_recompute_every_scope(
+def test_category_changes_and_truncate_are_applied_in_place_without_a_recount(
     cdc_settings: Settings, wal_engine: Engine, redis_client: redis.Redis
 ) -> None:
-    """A category renamed, created or deleted, and a TRUNCATE of the emails, leave every value
-    equal to a fresh count."""
+    """A category renamed (moving in name order), created and filled, deleted with its emails
+    and deleted under them (`ON DELETE SET NULL`), its id changed, every category truncated
+    (CASCADE), then the emails truncated and refilled in one transaction: every value equals a
+    fresh count, and no value was recomputed (each change was applied in place)."""
     seed(wal_engine)
     warm(cdc_settings)
     with consuming(cdc_settings) as logs:
@@ -83,11 +85,30 @@ def test_category_changes_and_truncate_recompute_every_scope(
             "DELETE FROM categories WHERE id = 2",
         )
         wait_exact(redis_client, cdc_settings, wal_engine)
-        sql(wal_engine, "TRUNCATE emails")
+        sql(wal_engine, "DELETE FROM categories WHERE id = 3")
+        sql(
+            wal_engine,
+            "UPDATE emails SET category_id = 9 WHERE category_id = 4",
+            "UPDATE categories SET id = 7, name = 'Bbb' WHERE id = 4",
+            "UPDATE emails SET category_id = 7 WHERE id % 3 = 0",
+        )
         wait_exact(redis_client, cdc_settings, wal_engine)
-        recomputed = [e for e in logs if e["event"] == "cdc.recomputed"]
-    assert len(recomputed) == 4
-    assert recomputed[0]["kinds"] == ["bd"]
+        sql(
+            wal_engine,
+            "TRUNCATE emails",
+            "INSERT INTO emails (message_id, account_id, category_id, is_unread, is_auto_labeled,"
+            " created_at, updated_at) VALUES ('<t1@x>', 2, 9, true, false,"
+            " now() - interval '2 days', now())",
+        )
+        wait_exact(redis_client, cdc_settings, wal_engine)
+        sql(wal_engine, "TRUNCATE categories CASCADE")
+        wait_exact(redis_client, cdc_settings, wal_engine)
+        recomputed = [e for e in logs if e["event"] in ("cdc.recomputed", "cdc.pass")]
+        restructured = [e["op"] for e in logs if e["event"] == "cdc.restructured"]
+    assert [e["event"] for e in recomputed] == ["cdc.pass"]
+    assert restructured[:4] == ["rename", "insert", "delete", "delete"]
+    assert "truncate_emails" in restructured
+    assert "truncate_categories" in restructured
 
 
 def test_a_transaction_applied_for_longer_than_the_sender_timeout_keeps_its_session(
